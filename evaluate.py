@@ -1,0 +1,151 @@
+"""Accuracy, per-class precision/recall/F1 and the confusion matrix of trained weights; or predictions for
+your own face images.
+
+    python evaluate.py --weights model.pth [--data PATH] [--split test|val|train|all] [--tta] [--json m.json]
+    python evaluate.py --weights a.pth b.pth --tta          an ensemble: probabilities averaged over the files
+    python evaluate.py --weights model.pth --images me.jpg you.png      top-3 emotions per image
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import data
+import model as models
+
+
+def tta_views(x):
+    """Horizontal flip x (no shift and four 2-pixel shifts): ten views of a batch [B, 1, 48, 48], the
+    ten-crop idea of Khaireddin & Chen without shrinking the face. Shifts repeat the border pixels."""
+    padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    h, w = x.shape[-2:]
+    for img, pad in ((x, padded), (x.flip(-1), padded.flip(-1))):
+        yield img
+        for dy, dx in ((0, 2), (4, 2), (2, 0), (2, 4)):
+            yield pad[..., dy:dy + h, dx:dx + w]
+
+
+def predict_proba(nets, images, device, tta=False, batch_size=512):
+    """Class probabilities [N, 7] for uint8 images [N, 48, 48], averaged over the networks (an ensemble) and,
+    with tta, over the ten views. Batched on the device; one copy back per batch."""
+    out = []
+    with torch.no_grad():
+        for x in data.batches(images, batch_size, device):
+            views = list(tta_views(x)) if tta else [x]
+            p = sum(F.softmax(net(v).float(), 1) for net in nets for v in views) / (len(nets) * len(views))
+            out.append(p.cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))
+
+
+def metrics(labels, probs):
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    pred = probs.argmax(1).numpy()
+    y = labels.numpy()
+    classes = list(range(len(data.CLASSES)))
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    return {"accuracy": float((pred == y).mean()), "n": int(len(y)),
+            "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                              "support": int(s[i])} for i, c in enumerate(data.CLASSES)},
+            "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist()}
+
+
+def print_report(m, title):
+    print(f"{title}: accuracy {100 * m['accuracy']:.2f}% on {m['n']} images")
+    print(f"{'':>10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for c, v in m["per_class"].items():
+        print(f"{c:>10}{v['precision']:>10.3f}{v['recall']:>10.3f}{v['f1']:>10.3f}{v['support']:>10}")
+
+
+def plot_confusion(m, path, title):
+    """Counts and row-normalised recall side by side, like the report's Figure 9."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cm = np.array(m["confusion_matrix"])
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    names = [f"{i} {c}" for i, c in enumerate(data.CLASSES)]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
+    for ax, mat, fmt, sub in ((axes[0], cm, "d", "counts"), (axes[1], norm, ".2f", "row-normalised (recall)")):
+        im = ax.imshow(mat, cmap="Blues")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=8,
+                        color="white" if mat[i, j] > mat.max() / 2 else "black")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(sub)
+    fig.suptitle(f"{title}: accuracy {100 * m['accuracy']:.2f}% (n={m['n']})")
+    fig.tight_layout()
+    data.atomic_write(path, lambda t: fig.savefig(t, dpi=120))
+    plt.close(fig)
+
+
+def load_nets(paths, device):
+    nets = [models.load_weights(p, device)[0] for p in paths]
+    return [net.to(memory_format=torch.channels_last) for net in nets]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
+    p.error = lambda msg: p.exit(2, f"evaluate.py: error: {msg}\n")
+    p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
+    p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], help="default: test if the data has "
+                   "one, else val")
+    p.add_argument("--images", nargs="+", metavar="IMAGE", help="predict these image files instead")
+    p.add_argument("--tta", action="store_true", help="average over flips and 2-pixel shifts (ten views)")
+    p.add_argument("--out", help="folder for confusion_matrix.png (default: beside the first weights)")
+    p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion matrix")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0, help="the split seed, for data without a Usage column")
+    args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda, but PyTorch sees no CUDA GPU")
+    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    nets = load_nets(args.weights, device)
+
+    if args.images:
+        images = torch.from_numpy(np.stack([data.read_image(f) for f in args.images]))
+        probs = predict_proba(nets, images, device, args.tta)
+        for f, pr in zip(args.images, probs):
+            top = pr.topk(3)
+            print(f"{f}: " + ", ".join(f"{data.CLASSES[i]} {100 * v:.1f}%" for v, i in zip(top.values, top.indices)))
+        return
+
+    if args.data != "synthetic" and not os.path.exists(args.data):
+        p.error(f"--data {args.data}: no such file or folder")
+    splits = data.load(args.data, args.seed)
+    split = args.split or ("test" if "test" in splits else "val")
+    if split == "all":
+        images = torch.cat([splits[k][0] for k in splits])
+        labels = torch.cat([splits[k][1] for k in splits])
+    elif split in splits:
+        images, labels = splits[split]
+    else:
+        p.error(f"--split {split}: {args.data} has no {split} split (it has {', '.join(splits)})")
+    m = metrics(labels, predict_proba(nets, images, device, args.tta))
+    title = f"{' + '.join(os.path.basename(w) for w in args.weights)} on {split}{' (TTA)' if args.tta else ''}"
+    print_report(m, title)
+    out = args.out or os.path.dirname(os.path.abspath(args.weights[0]))
+    os.makedirs(out, exist_ok=True)
+    plot_confusion(m, os.path.join(out, "confusion_matrix.png"), title)
+    print(f"wrote {os.path.join(out, 'confusion_matrix.png')}")
+    if args.json:
+        m.update({"split": split, "weights": args.weights, "tta": args.tta, "data": args.data})
+        data.atomic_write(args.json, lambda t: open(t, "w").write(json.dumps(m, indent=2) + "\n"))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (data.DataError, models.WeightsError) as e:
+        sys.exit(f"evaluate.py: {e}")

@@ -1,0 +1,168 @@
+"""evaluate.py's figures and files, predictions on the user's own images, and Grad-CAM against autograd."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data
+import evaluate
+import gradcam
+import model as models
+from conftest import run_script
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A network trained briefly on synthetic faces (so its predictions are not all one class)."""
+    out = tmp_path_factory.mktemp("run")
+    r = run_script("train.py", "--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4",
+                   "--epochs", "2", "--out", out)
+    assert r.returncode == 0, r.stderr
+    return out / "model.pth"
+
+
+def test_evaluate_prints_metrics_and_writes_the_confusion_matrix_and_json(weights, tmp_path):
+    r = run_script("evaluate.py", "--weights", weights, "--data", "synthetic", "--out", tmp_path,
+                   "--json", tmp_path / "m.json")
+    assert r.returncode == 0, r.stderr
+    assert "on test" in r.stdout and "precision" in r.stdout and "surprise" in r.stdout
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 10000
+    m = json.loads((tmp_path / "m.json").read_text())
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (7, 7) and cm.sum() == m["n"] == 300
+    assert m["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert set(m["per_class"]) == set(data.CLASSES) and m["split"] == "test"
+
+
+def test_evaluate_defaults_beside_the_weights_and_takes_other_splits(weights):
+    r = run_script("evaluate.py", "--weights", weights, "--data", "synthetic", "--split", "val")
+    assert r.returncode == 0, r.stderr
+    assert "on val" in r.stdout and (weights.parent / "confusion_matrix.png").exists()
+
+
+def test_metrics_match_a_hand_count():
+    labels = torch.tensor([0, 0, 1, 3, 3, 3])
+    probs = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 3, 3, 0]), 7).float()
+    m = evaluate.metrics(labels, probs)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class"]["happy"]["recall"] == pytest.approx(2 / 3)
+    assert m["per_class"]["angry"]["precision"] == pytest.approx(1 / 2)
+    assert m["confusion_matrix"][3][0] == 1
+
+
+def test_tta_views_are_ten_and_an_ensemble_averages(weights):
+    x = torch.rand(2, 1, 48, 48)
+    views = list(evaluate.tta_views(x))
+    assert len(views) == 10 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[0], x) and torch.equal(views[5], x.flip(-1))
+    net, _ = models.load_weights(str(weights))
+    images = torch.from_numpy(data.synthetic_faces(20, seed=3)[0])
+    one = evaluate.predict_proba([net], images, "cpu")
+    two = evaluate.predict_proba([net, net], images, "cpu")
+    assert torch.allclose(one, two, atol=1e-6) and torch.allclose(one.sum(1), torch.ones(20), atol=1e-5)
+    tta = evaluate.predict_proba([net], images, "cpu", tta=True)
+    assert tta.shape == (20, 7) and not torch.allclose(tta, one)
+
+
+def user_images(tmp_path):
+    """A colour JPEG of another size and a grey PNG, as a user would bring."""
+    faces = data.synthetic_faces(2, seed=9)[0]
+    big = np.asarray(Image.fromarray(faces[0]).resize((160, 160)).convert("RGB"))
+    Image.fromarray(big).save(tmp_path / "me.jpg")
+    Image.fromarray(faces[1]).save(tmp_path / "you.png")
+    return [tmp_path / "me.jpg", tmp_path / "you.png"]
+
+
+def test_evaluate_images_prints_the_top_three_emotions(weights, tmp_path):
+    files = user_images(tmp_path)
+    r = run_script("evaluate.py", "--weights", weights, "--images", *files)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(files[0]))
+    percents = [float(p.split()[-1].rstrip("%")) for p in lines[0].split(": ", 1)[1].split(", ")]
+    assert len(percents) == 3 and percents == sorted(percents, reverse=True) and sum(percents) <= 100.1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Grad-CAM
+
+@pytest.fixture(scope="module")
+def net(weights):
+    return models.load_weights(str(weights))[0]
+
+
+def batch(n=4, seed=2):
+    return next(data.batches(torch.from_numpy(data.synthetic_faces(n, seed=seed)[0]), n, "cpu"))
+
+
+def reference_cam(net, x, layer, cls):
+    """The same quantity computed independently: autograd.grad of the class logit w.r.t. the layer output."""
+    module = dict(net.named_modules())[layer]
+    store = {}
+    h = module.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    with torch.enable_grad():
+        logits = net(x)
+        h.remove()
+        grad, = torch.autograd.grad(logits[:, cls].sum(), store["a"])
+    cam = torch.relu((grad.mean((2, 3), keepdim=True) * store["a"]).sum(1, keepdim=True))
+    cam = torch.nn.functional.interpolate(cam, size=(48, 48), mode="bilinear", align_corners=False)[:, 0]
+    return cam / cam.flatten(1).max(1).values.clamp(min=1e-12)[:, None, None]
+
+
+@pytest.mark.parametrize("layer", ["stage3.3", "stage2.2", "stage1"])
+def test_gradcam_matches_autograd(net, layer):
+    x = batch()
+    maps, logits = gradcam.gradcam(net, x, layer, classes=3)
+    assert maps.shape == (4, 48, 48) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
+    assert torch.allclose(maps, reference_cam(net.eval(), x, layer, 3), atol=1e-5)
+
+
+def test_gradcam_defaults_to_the_predicted_class(net):
+    x = batch()
+    maps, logits = gradcam.gradcam(net, x, "stage3.3")
+    pred = logits.argmax(1)
+    for i in range(4):
+        assert torch.allclose(maps[i], reference_cam(net, x[i:i + 1], "stage3.3", int(pred[i]))[0], atol=1e-5)
+
+
+def test_batch_gives_the_same_maps_as_one_by_one(net):
+    x = batch(6)
+    maps, _ = gradcam.gradcam(net, x, "stage3.3", classes=5)
+    singles = torch.cat([gradcam.gradcam(net, x[i:i + 1], "stage3.3", classes=5)[0] for i in range(6)])
+    assert torch.allclose(maps, singles, atol=1e-5)
+
+
+def test_gradcam_leaves_the_model_as_it_found_it(net):
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    gradcam.gradcam(net, batch(), "stage3.3")
+    assert net.training  # restored
+    net.eval()
+    gradcam.gradcam(net, batch(), "stage3.3")
+    assert not net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # BN statistics too
+    assert all(p.grad is None for p in net.parameters())
+    assert all(not m._forward_hooks and not m._backward_hooks for m in net.modules())  # hooks removed
+
+
+def test_gradcam_cli_on_a_split_and_on_user_images(weights, tmp_path):
+    r = run_script("gradcam.py", "--weights", weights, "--data", "synthetic", "--n", 6, "--out", tmp_path / "g.png")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("predicted") == 6 and (tmp_path / "g.png").stat().st_size > 20000
+    files = user_images(tmp_path)
+    r = run_script("gradcam.py", "--weights", weights, "--images", *files, "--class", "happy", "--layer", "stage2",
+                   "--out", tmp_path / "mine.png")
+    assert r.returncode == 0, r.stderr
+    assert "me.jpg" in r.stdout and (tmp_path / "mine.png").exists()
+    r = run_script("gradcam.py", "--weights", weights, "--images", *files, "--layer", "nope")
+    assert r.returncode == 2 and "--layer nope: no such module" in r.stderr
+
+
+def test_pick_mixes_right_and_wrong_predictions():
+    labels = np.array([0] * 10 + [1] * 10)
+    pred = np.array([0] * 10 + [0] * 10)  # first 10 right, last 10 wrong
+    idx = gradcam.pick(labels, pred, 8, seed=0)
+    assert len(set(idx)) == 8 and (idx < 10).sum() == 4
+    assert np.array_equal(idx, gradcam.pick(labels, pred, 8, seed=0))

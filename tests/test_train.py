@@ -1,0 +1,123 @@
+"""train.py end to end on synthetic faces: it learns, writes every output, resumes exactly, stops cleanly."""
+import csv
+import json
+import os
+
+import pytest
+import torch
+
+import model as models
+import train
+from conftest import run_script
+
+# A short, quick recipe: the report's network on 2,400 synthetic faces, small batches so it takes enough steps.
+QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
+
+
+def history(out):
+    with open(os.path.join(out, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 6-epoch run shared by the tests below (about a minute on 2 cores)."""
+    out = tmp_path_factory.mktemp("run")
+    r = run_script("train.py", *QUICK, "--epochs", "6", "--out", out)
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_training_beats_chance_clearly(trained):
+    out, r = trained
+    rows = history(out)
+    assert len(rows) == 6
+    assert max(float(row["val_acc"]) for row in rows) > 0.35  # chance is 1/7 = 0.14
+    assert "test accuracy" in r.stdout
+
+
+def test_a_run_writes_every_output(trained):
+    out, r = trained
+    for name in ("model.pth", "checkpoint.pth", "history.csv", "curves.png", "config.json"):
+        assert os.path.getsize(out / name) > 0, name
+    assert list(history(out)[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["bs"] == 32 and config["lr"] == 3e-4 and config["model"] == "resnet"
+    assert r.stdout.count("| val loss") == 6  # one line per epoch
+
+
+def test_model_pth_holds_the_best_validation_loss_weights(trained):
+    out, _ = trained
+    rows = history(out)
+    best = min(rows, key=lambda row: float(row["val_loss"]))
+    blob = torch.load(out / "model.pth", weights_only=True)
+    assert blob["model"] == "resnet" and blob["classes"][3] == "happy"
+    assert blob["meta"]["epoch"] == int(best["epoch"])
+
+
+def test_the_reports_recipe_is_the_default():
+    args = train.make_parser().parse_args([])
+    assert (args.epochs, args.bs, args.lr, args.model, args.sampler) == (350, 256, 1e-4, "resnet", "weighted")
+    assert (args.flip, args.degrees, args.translate, tuple(args.scale)) == (0.5, 8.0, 0.2, (0.8, 1.2))
+    assert args.amp == "bf16" and args.data == "data/fer2013.csv"
+
+
+def test_resume_continues_exactly(tmp_path):
+    """--epochs 2 in one go == --epochs 1, then --resume to 2 (every column but the wall-clock seconds)."""
+    base = QUICK + ["--seed", "5"]
+    assert train.main(base + ["--epochs", "2", "--out", str(tmp_path / "straight")]) is None
+    assert train.main(base + ["--epochs", "1", "--out", str(tmp_path / "split")]) is None
+    train.main(["--resume", str(tmp_path / "split" / "checkpoint.pth"), "--epochs", "2"])
+    a, b = history(tmp_path / "straight"), history(tmp_path / "split")
+    for row in a + b:
+        del row["seconds"]
+    assert a == b
+    wa = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_refuses_other_data_or_another_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    train.main(QUICK + ["--epochs", "1", "--out", str(out)])
+    other = tmp_path / "other.csv"
+    assert run_script("data.py", "--synthetic", other, "--n", 300).returncode == 0
+    r = run_script("train.py", "--resume", out / "checkpoint.pth", "--data", other, "--epochs", "2")
+    assert r.returncode == 1 and "trained on other data" in r.stderr and "Traceback" not in r.stderr
+    r = run_script("train.py", "--resume", out / "model.pth", "--epochs", "2")
+    assert r.returncode == 1 and "not a checkpoint.pth" in r.stderr
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train.main(QUICK + ["--epochs", "1", "--out", str(out)])
+    good = (out / "checkpoint.pth").read_bytes()
+    real_step = train.Trainer.train_step
+
+    def nan_step(self, x, y):
+        loss, correct = real_step(self, x, y)
+        return loss * float("nan"), correct
+
+    monkeypatch.setattr(train.Trainer, "train_step", nan_step)
+    with pytest.raises(SystemExit, match="loss became nan in epoch 2"):
+        train.main(["--resume", str(out / "checkpoint.pth"), "--epochs", "3"])
+    assert (out / "checkpoint.pth").read_bytes() == good
+    assert len(history(out)) == 1
+
+
+def test_ctrl_c_keeps_the_finished_epochs_and_prints_the_resume_command(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    real_epoch = train.Trainer.train_epoch
+
+    def interrupted_in_epoch_2(self, desc):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, desc)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", interrupted_in_epoch_2)
+    with pytest.raises(SystemExit, match=r"epochs 1-1 are saved .* python train.py --resume .*checkpoint.pth"):
+        train.main(QUICK + ["--epochs", "3", "--out", str(out)])
+    ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
+    assert ckpt["epoch"] == 1 and len(history(out)) == 1

@@ -1,0 +1,384 @@
+"""Train a FER2013 network with the report's recipe, in a hand-written loop.
+
+    python train.py --epochs 350 --bs 256                       the report's run (data/fer2013.csv)
+    python train.py --data synthetic --epochs 10                a one-minute demo on synthetic faces
+    python train.py --resume runs/<stamp>/checkpoint.pth        continue exactly where a run stopped
+
+Speed (after airbench): the whole training set lives on the device as one uint8 tensor, each epoch's indices
+come from WeightedRandomSampler in one draw, and each batch is gathered, flipped, affine-warped and normalised
+by tensor ops on the device. No DataLoader workers, no per-sample Python, no host<->device copy or .item()
+inside the step: loss and accuracy sums stay on the device and are read once per epoch.
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import data
+import model as models
+
+
+def make_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
+    p.error = lambda msg: p.exit(2, f"train.py: error: {msg}\n")  # one line, not usage + message
+    # The report's recipe is the default of every flag.
+    p.add_argument("--data", default="data/fer2013.csv", help="fer2013.csv / train.csv / icml_face_data.csv "
+                   "(.gz too), an image folder, or 'synthetic'")
+    p.add_argument("--model", default="resnet", choices=list(models.MODELS))
+    p.add_argument("--epochs", type=int, default=350)
+    p.add_argument("--bs", type=int, default=256, help="batch size")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (peak learning rate for cosine)")
+    p.add_argument("--opt", choices=["adam", "adamw", "sgd"], default="adam", help="Adam (the report), AdamW "
+                   "(decoupled weight decay) or SGD with Nesterov momentum (Khaireddin & Chen 2021)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD's Nesterov momentum")
+    p.add_argument("--wd", type=float, default=0.0, help="weight decay")
+    p.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau",
+                   help="plateau: ReduceLROnPlateau on validation loss (the report); cosine: linear warm-up, "
+                   "then cosine decay to 0 over --epochs, stepped every batch")
+    p.add_argument("--warmup", type=float, default=0.0, help="cosine warm-up, epochs")
+    p.add_argument("--plateau-factor", type=float, default=0.1, help="ReduceLROnPlateau factor (PyTorch default)")
+    p.add_argument("--plateau-patience", type=int, default=10, help="ReduceLROnPlateau patience, epochs")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--sampler", choices=["weighted", "shuffle"], default="weighted",
+                   help="weighted: WeightedRandomSampler over 1/class count (the report); shuffle: a permutation")
+    p.add_argument("--class-weighted-loss", action="store_true", help="weight the loss by 1/class frequency "
+                   "instead of resampling (seed 001); use with --sampler shuffle")
+    p.add_argument("--early-stop", type=int, default=0, metavar="EPOCHS",
+                   help="stop when the validation loss has not improved for this many epochs (0: never)")
+    p.add_argument("--flip", type=float, default=0.5, help="horizontal flip probability")
+    p.add_argument("--degrees", type=float, default=8.0, help="random rotation, +- degrees")
+    p.add_argument("--translate", type=float, default=0.2, help="random translation, fraction of the size")
+    p.add_argument("--scale", type=float, nargs=2, default=(0.8, 1.2), help="random zoom range")
+    p.add_argument("--erase", type=float, default=0.0, help="random-erasing probability (the report: off)")
+    p.add_argument("--amp", choices=["bf16", "fp16", "off"], default="bf16",
+                   help="mixed precision: bf16 autocast (CPU and CUDA), fp16 + GradScaler (CUDA), or fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default runs/<timestamp>)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint.pth")
+    return p
+
+
+def parse_args(argv):
+    p = make_parser()
+    args = p.parse_args(argv)
+    given = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    if args.resume:
+        args = resumed_args(args, given, p)
+    for flag in ("epochs", "bs"):
+        if getattr(args, flag) <= 0:
+            p.error(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
+    if not args.lr > 0 or not math.isfinite(args.lr):
+        p.error(f"--lr must be a positive number, got {args.lr}")
+    if not 0 <= args.flip <= 1 or not 0 <= args.erase <= 1:
+        p.error("--flip and --erase are probabilities in [0, 1]")
+    if not 0 <= args.label_smoothing < 1 or args.wd < 0 or args.warmup < 0 or args.early_stop < 0:
+        p.error("--label-smoothing is in [0, 1); --wd, --warmup and --early-stop are >= 0")
+    if not 0 < args.scale[0] <= args.scale[1]:
+        p.error(f"--scale needs 0 < low <= high, got {args.scale}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda, but PyTorch sees no CUDA GPU (use --device cpu or auto)")
+    if args.amp == "fp16" and resolve_device(args.device).type != "cuda":
+        p.error("--amp fp16 needs a CUDA GPU; on CPU use bf16 or off")
+    if args.data != "synthetic" and not os.path.exists(args.data):
+        p.error(f"--data {args.data}: no such file or folder. Download fer2013.csv from "
+                "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-"
+                "challenge/data into data/, pass --data PATH, or try --data synthetic")
+    return args
+
+
+def resumed_args(args, given, p):
+    """The checkpoint's own configuration, with only the flags given on this command line changed."""
+    ckpt = models.read_file(args.resume)
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "optimizer" not in ckpt:
+        raise models.WeightsError(f"{args.resume}: not a checkpoint.pth of train.py")
+    config = dict(ckpt["config"])
+    for k in given - {"resume"}:
+        if k == "model" and args.model != config["model"]:
+            p.error(f"--resume {args.resume}: the checkpoint trains {config['model']!r}, not --model {args.model!r}")
+        config[k] = getattr(args, k)
+    config["resume"] = args.resume
+    if "out" not in given:
+        config["out"] = os.path.dirname(os.path.abspath(args.resume))
+    return argparse.Namespace(**config)
+
+
+def resolve_device(name):
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def fingerprint(images, labels):
+    """Identifies the training data, so --resume refuses a checkpoint made on other data."""
+    h = hashlib.sha1(labels.numpy().tobytes())
+    h.update(images.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+class Trainer:
+    """Model, optimiser, scheduler and the device-resident data of one run."""
+
+    def __init__(self, args, splits, device):
+        self.args, self.device = args, device
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[args.amp]
+        torch.manual_seed(args.seed)
+        self.net = models.build(args.model).to(device, memory_format=torch.channels_last)
+        self.step_net = torch.compile(self.net) if args.compile else self.net
+        if args.opt in ("adam", "adamw"):
+            adam = torch.optim.Adam if args.opt == "adam" else torch.optim.AdamW
+            self.opt = adam(self.net.parameters(), lr=args.lr, weight_decay=args.wd)
+        else:
+            self.opt = torch.optim.SGD(self.net.parameters(), lr=args.lr, momentum=args.momentum, nesterov=True,
+                                       weight_decay=args.wd)
+        steps_per_epoch = max(1, len(splits["train"][1]) // min(args.bs, len(splits["train"][1])))
+        if args.schedule == "plateau":
+            self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=args.plateau_factor,
+                                                                    patience=args.plateau_patience)
+        else:
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_cosine(
+                args.warmup * steps_per_epoch, args.epochs * steps_per_epoch))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+        # The data set, resident on the device: 28,709 x 48 x 48 uint8 = 66 MB.
+        self.train_x, self.train_y = (t.to(device) for t in splits["train"])
+        self.val_x, self.val_y = splits["val"]
+        self.sampler_gen = torch.Generator().manual_seed(args.seed)  # epoch order (on the host, one draw/epoch)
+        self.aug_gen = torch.Generator(device).manual_seed(args.seed + 1)  # augmentation draws (on the device)
+        self.sample_weights = data.class_weights(splits["train"][1])
+        counts = torch.bincount(splits["train"][1], minlength=len(data.CLASSES)).clamp(min=1).float()
+        self.loss_weights = (len(counts) * (1 / counts) / (1 / counts).sum()).to(device) \
+            if args.class_weighted_loss else None
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def epoch_order(self):
+        """One epoch's indices: the design card's WeightedRandomSampler (with replacement, dataset-length
+        draws), or a permutation. Drawn in one call and copied to the device once per epoch."""
+        n = len(self.train_y)
+        if self.args.sampler == "weighted":
+            sampler = torch.utils.data.WeightedRandomSampler(self.sample_weights, n, generator=self.sampler_gen)
+            order = torch.as_tensor(list(sampler))
+        else:
+            order = torch.randperm(n, generator=self.sampler_gen)
+        return order.to(self.device, non_blocking=True)
+
+    def train_step(self, x_uint8, y):
+        """One optimiser step on a uint8 batch [B, 48, 48] already on the device. Returns the summed loss and
+        correct count as device tensors (no sync)."""
+        a = self.args
+        x = data.augment(x_uint8[:, None].float().div_(255), self.aug_gen, a.flip, a.degrees, a.translate,
+                         a.scale, a.erase)
+        x = data.normalize(x).contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            logits = self.step_net(x)
+            loss = F.cross_entropy(logits.float(), y, weight=self.loss_weights, label_smoothing=a.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        if a.schedule != "plateau":
+            self.sched.step()  # per batch; host-side arithmetic only
+        return loss.detach() * len(y), (logits.argmax(1) == y).sum()
+
+    def train_epoch(self, desc):
+        self.net.train()
+        order = self.epoch_order()
+        bs = min(self.args.bs, len(order))
+        steps = len(order) // bs  # full batches only: BatchNorm needs > 1 sample, and shapes stay static
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        for i in tqdm(range(steps), desc=desc, leave=False, dynamic_ncols=True, file=sys.stdout,
+                      disable=None):
+            idx = order[i * bs:(i + 1) * bs]
+            batch_loss, batch_correct = self.train_step(self.train_x[idx], self.train_y[idx])
+            loss_sum += batch_loss
+            correct += batch_correct
+        n = steps * bs
+        return loss_sum.item() / n, correct.item() / n  # the epoch's one sync
+
+    def state(self, epoch, history, best_val_loss, data_id):
+        return {"config": vars(self.args), "epoch": epoch, "history": history, "best_val_loss": best_val_loss,
+                "data_id": data_id, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler_gen.get_state(),
+                        "augment": self.aug_gen.get_state().cpu(), "numpy": numpy_rng_state(),
+                        "python": list(random.getstate()[1]),
+                        "cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.empty(0)}}
+
+    def load_state(self, ckpt, path):
+        models.load_state(self.net, ckpt["model"], path)
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.sampler_gen.set_state(rng["sampler"])
+        self.aug_gen.set_state(rng["augment"].to(self.aug_gen.get_state().device))
+        np.random.set_state(("MT19937", rng["numpy"]["keys"].numpy().astype(np.uint32), *rng["numpy"]["rest"]))
+        random.setstate((3, tuple(rng["python"]), None))
+        if self.device.type == "cuda" and rng["cuda"].numel():
+            torch.cuda.set_rng_state(rng["cuda"])
+
+
+def warmup_cosine(warmup_steps, total_steps):
+    """Learning-rate multiplier: linear from ~0 to 1 over the warm-up, then half a cosine down to 0."""
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))))
+    return factor
+
+
+def numpy_rng_state():
+    _, keys, *rest = np.random.get_state()  # a tensor and plain numbers, so weights_only loading accepts it
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(rest[0]), int(rest[1]), float(rest[2])]}
+
+
+def evaluate(net, images, labels, device, autocast, batch_size=1024):
+    """Mean cross-entropy and accuracy over a split, batched on the device; one sync at the end."""
+    net.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    with torch.no_grad(), autocast:
+        for i, x in enumerate(data.batches(images, batch_size, device)):
+            y = labels[i * batch_size:(i + 1) * batch_size].to(device, non_blocking=True)
+            logits = net(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / len(labels), correct.item() / len(labels)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs, each written atomically so an interrupted run leaves the previous good file
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def write_history(out, history):
+    lines = [",".join(HISTORY_COLUMNS)] + [
+        ",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
+        for row in history]
+    data.atomic_write(os.path.join(out, "history.csv"), lambda t: open(t, "w").write("\n".join(lines) + "\n"))
+
+
+def plot_curves(out, history):
+    """Loss, accuracy and learning rate per epoch, like the report's Figure 8."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(ep, [r["train_loss"] for r in history], label="train")
+    axes[0].plot(ep, [r["val_loss"] for r in history], label="validation")
+    axes[0].set_title("Cross-entropy loss")
+    axes[1].plot(ep, [100 * r["train_acc"] for r in history], label="train (augmented)")
+    axes[1].plot(ep, [100 * r["val_acc"] for r in history], label="validation")
+    best = max(history, key=lambda r: r["val_acc"])
+    axes[1].set_title(f"Accuracy (best val {100 * best['val_acc']:.2f}% @ {best['epoch']})")
+    axes[1].set_ylabel("%")
+    axes[2].plot(ep, [r["lr"] for r in history], color="tab:green")
+    axes[2].set_yscale("log")
+    axes[2].set_title("Learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    fig.tight_layout()
+    data.atomic_write(os.path.join(out, "curves.png"), lambda t: fig.savefig(t, dpi=110))
+    plt.close(fig)
+
+
+def write_json(path, obj):
+    data.atomic_write(path, lambda t: open(t, "w").write(json.dumps(obj, indent=2) + "\n"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed 48x48 shapes: pick the fastest kernels once
+    splits = data.load(args.data, args.seed)
+    data_id = fingerprint(*splits["train"])
+    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+    trainer = Trainer(args, splits, device)
+    history, best_val_loss, start = [], math.inf, 1
+    if args.resume:
+        ckpt = models.read_file(args.resume)
+        if ckpt.get("data_id") != data_id:
+            raise models.WeightsError(f"{args.resume}: the checkpoint was trained on other data than "
+                                      f"--data {args.data}")
+        trainer.load_state(ckpt, args.resume)
+        history, best_val_loss, start = ckpt["history"], ckpt["best_val_loss"], ckpt["epoch"] + 1
+    args.out = out
+    write_json(os.path.join(out, "config.json"), vars(args))
+    counts = {k: len(v[1]) for k, v in splits.items()}
+    print(f"{args.model}: {models.count_parameters(trainer.net):,} parameters | {device} "
+          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
+          f" | amp {args.amp} | data {counts} | out {out}")
+    resume_hint = f"python train.py --resume {os.path.join(out, 'checkpoint.pth')}"
+    try:
+        for epoch in range(start, args.epochs + 1):
+            t0 = time.perf_counter()
+            train_loss, train_acc = trainer.train_epoch(f"epoch {epoch}/{args.epochs}")
+            if not math.isfinite(train_loss):
+                sys.exit(f"train.py: the training loss became {train_loss} in epoch {epoch}; stopped. The last "
+                         f"good state is {os.path.join(out, 'checkpoint.pth')} (try a lower --lr, or --amp off)")
+            val_loss, val_acc = evaluate(trainer.net, trainer.val_x, trainer.val_y, device, trainer.autocast())
+            lr = trainer.opt.param_groups[0]["lr"]
+            if args.schedule == "plateau":
+                trainer.sched.step(val_loss)
+            history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                            "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
+                            "seconds": time.perf_counter() - t0})
+            if val_loss < best_val_loss:
+                best_val_loss = val_loss
+                models.save_weights(os.path.join(out, "model.pth"), trainer.net, args.model,
+                                    meta={"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc,
+                                          "config": vars(args)})
+            models.atomic_save(trainer.state(epoch, history, best_val_loss, data_id), os.path.join(out, "checkpoint.pth"))
+            write_history(out, history)
+            plot_curves(out, history)
+            line = (f"epoch {epoch:4d} | train loss {train_loss:.4f} acc {100 * train_acc:5.2f}% | val loss "
+                  f"{val_loss:.4f} acc {100 * val_acc:5.2f}% | lr {lr:.2e} | {history[-1]['seconds']:.1f}s")
+            print(line, flush=True)
+            best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
+            if args.early_stop and epoch - best_epoch >= args.early_stop:
+                print(f"early stop: no better validation loss since epoch {best_epoch}")
+                break
+    except KeyboardInterrupt:
+        done = history[-1]["epoch"] if history else start - 1
+        sys.exit(f"\ninterrupted; epochs 1-{done} are saved in {out}. Resume with: {resume_hint}")
+    except torch.cuda.OutOfMemoryError:
+        sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}")
+
+    best, name = models.load_weights(os.path.join(out, "model.pth"), device)
+    split = "test" if "test" in splits else "val"
+    loss, acc = evaluate(best, *splits[split], device, trainer.autocast())
+    print(f"best weights (epoch {min(history, key=lambda r: r['val_loss'])['epoch']}): {split} accuracy "
+          f"{100 * acc:.2f}% (loss {loss:.4f}) -> {os.path.join(out, 'model.pth')}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (data.DataError, models.WeightsError) as e:
+        sys.exit(f"train.py: {e}")
