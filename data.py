@@ -36,7 +36,9 @@ class DataError(Exception):
 
 def load(path, seed=0, n_synthetic=3000):
     """Reads what `path` holds: "synthetic", a .csv/.csv.gz (Kaggle fer2013.csv, train.csv or
-    icml_face_data.csv layout) or an image-folder tree. Returns {split: (images, labels)}."""
+    icml_face_data.csv layout) or an image-folder tree. Returns {split: (images, labels)}. `seed` draws the
+    synthetic faces and the validation split of data that has none; the scripts keep it at 0, so training and
+    evaluation always see the same split."""
     if path == "synthetic":
         images, labels = synthetic_faces(n_synthetic, seed)
         usage = synthetic_usage(n_synthetic)
@@ -206,12 +208,14 @@ FEATURES = np.array([
 ], dtype=np.float32)
 
 
-def synthetic_faces(n, seed=0, jitter=0.18):
+FEATURE_SPREAD = np.array([0.07, 0.02, 0.03, 0.02, 0.11, 0.07], dtype=np.float32)  # per-face std of each feature
+
+
+def synthetic_faces(n, seed=0):
     """n faces (uint8 [n, 48, 48]) with balanced labels, deterministic given the seed."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(CLASSES))
-    feats = FEATURES[labels] + rng.normal(0, jitter, (n, FEATURES.shape[1])).astype(np.float32) * [
-        0.4, 0.1, 0.15, 0.12, 0.6, 0.4]
+    feats = FEATURES[labels] + rng.normal(0, 1, FEATURES[labels].shape).astype(np.float32) * FEATURE_SPREAD
     angle = rng.uniform(-0.15, 0.15, n)
     scale = rng.uniform(0.85, 1.15, n)
     shift = rng.uniform(-0.08, 0.08, (n, 2))
@@ -224,8 +228,8 @@ def synthetic_faces(n, seed=0, jitter=0.18):
         x0, y0 = gx - shift[s, 0, None, None], gy - shift[s, 1, None, None]
         u = (c * x0 + si * y0) / scale[s, None, None]  # face coordinates
         v = (-si * x0 + c * y0) / scale[s, None, None]
-        f = [feats[s, i, None, None] for i in range(FEATURES.shape[1])]
-        curve, opening, width, brow_y, tilt, eye = f
+        curve, opening, width, brow_y, tilt, eye = (feats[s, i, None, None] for i in range(FEATURES.shape[1]))
+        per_face = (s.stop - lo, 1, 1)
         soft = lambda d: 1 / (1 + np.exp(np.clip(d / 0.025, -30, 30)))  # ~1 inside (d < 0), anti-aliased edge
         face = soft((u / 0.72) ** 2 + (v / 0.9) ** 2 - 1)
         eyes = soft(((np.abs(u) - 0.3) / 0.13) ** 2 + ((v + 0.12) / (0.07 * eye)) ** 2 - 1)
@@ -236,12 +240,12 @@ def synthetic_faces(n, seed=0, jitter=0.18):
         lower = upper + opening * (1 - mu ** 2) + 0.03
         mouth = soft(np.abs(u) - width) * soft(np.maximum(upper - v, v - lower))
         nose = soft(np.abs(u) - 0.03) * soft(np.abs(v - 0.18) - 0.14) * 0.3
-        skin = rng.uniform(0.5, 0.8, (s.stop - lo, 1, 1))
-        background = rng.uniform(0.05, 0.45, (s.stop - lo, 1, 1))
+        skin = rng.uniform(0.5, 0.8, per_face)
+        background = rng.uniform(0.05, 0.45, per_face)
         img = background + face * (skin - background)
         img = img * (1 - 0.9 * np.maximum.reduce([eyes, brows, mouth, nose]) * face)
-        light = 1 + rng.uniform(-0.35, 0.35, (s.stop - lo, 1, 1)) * gx + rng.uniform(-0.2, 0.2, (s.stop - lo, 1, 1)) * gy
-        img = img * light * rng.uniform(0.7, 1.3, (s.stop - lo, 1, 1)) + rng.normal(0, 0.04, img.shape)
+        light = 1 + rng.uniform(-0.35, 0.35, per_face) * gx + rng.uniform(-0.2, 0.2, per_face) * gy  # a gradient
+        img = img * light * rng.uniform(0.7, 1.3, per_face) + rng.normal(0, 0.04, img.shape)
         images[s] = np.clip(img * 255, 0, 255).astype(np.uint8)
     return images, labels.astype(np.int64)
 

@@ -105,7 +105,6 @@ def main(argv=None):
     p.add_argument("--out", help="folder for confusion_matrix.png (default: beside the first weights)")
     p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion matrix")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=int, default=0, help="the split seed, for data without a Usage column")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but PyTorch sees no CUDA GPU")
@@ -122,7 +121,7 @@ def main(argv=None):
 
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder")
-    splits = data.load(args.data, args.seed)
+    splits = data.load(args.data)
     split = args.split or ("test" if "test" in splits else "val")
     if split == "all":
         images = torch.cat([splits[k][0] for k in splits])

@@ -64,7 +64,7 @@ def pick(labels, pred, n, seed):
     return rng.permutation(chosen).astype(np.int64)
 
 
-def draw(images, maps, probs, titles, path, layer):
+def draw(images, maps, probs, titles, path, layer, truth=None):
     """Each face above its heat-map overlay, with true/predicted label and confidence, like the report's Fig. 10."""
     import matplotlib
     matplotlib.use("Agg")
@@ -77,7 +77,9 @@ def draw(images, maps, probs, titles, path, layer):
         axes[1, i].imshow(images[i], cmap="gray", vmin=0, vmax=255)
         heat = axes[1, i].imshow(maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
         top = int(probs[i].argmax())
-        axes[1, i].set_title(f"{data.CLASSES[top]} {100 * probs[i][top]:.0f}%", fontsize=8)
+        wrong = truth is not None and top != truth[i]
+        axes[1, i].set_title(f"pred {data.CLASSES[top]} {100 * probs[i][top]:.0f}%", fontsize=8,
+                             color="tab:red" if wrong else "black")
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -110,7 +112,7 @@ def main(argv=None):
     p.add_argument("--layer", help="the module to explain (default: the last residual block)")
     p.add_argument("--class", dest="cls", type=parse_class, help="explain this class instead of the predicted")
     p.add_argument("--out", default="gradcam.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="which images --n picks")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = p.parse_args(argv)
     if args.n <= 0:
@@ -127,10 +129,11 @@ def main(argv=None):
     if args.images:
         images = torch.from_numpy(np.stack([data.read_image(f) for f in args.images]))
         titles = [os.path.basename(f)[:18] for f in args.images]
+        truth = None
     else:
         if args.data != "synthetic" and not os.path.exists(args.data):
             p.error(f"--data {args.data}: no such file or folder")
-        splits = data.load(args.data, args.seed)
+        splits = data.load(args.data)
         split = args.split or ("test" if "test" in splits else "val")
         if split not in splits:
             p.error(f"--split {split}: {args.data} has no {split} split (it has {', '.join(splits)})")
@@ -140,9 +143,10 @@ def main(argv=None):
         idx = torch.from_numpy(pick(labels.numpy(), pred.numpy(), args.n, args.seed))
         images = all_images[idx]
         titles = [f"true {data.CLASSES[int(labels[i])]}" for i in idx]
+        truth = labels[idx].tolist()
     maps, logits = gradcam(net, next(data.batches(images, len(images), device)), layer, args.cls)
     probs = F.softmax(logits.float(), 1).cpu().numpy()
-    draw(images.numpy(), maps.cpu().numpy(), probs, titles, args.out, layer)
+    draw(images.numpy(), maps.cpu().numpy(), probs, titles, args.out, layer, truth)
     for t, pr in zip(titles, probs):
         print(f"{t}: predicted {data.CLASSES[int(pr.argmax())]} {100 * pr.max():.1f}%")
     print(f"wrote {args.out}")

@@ -315,7 +315,7 @@ def main(argv=None):
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 48x48 shapes: pick the fastest kernels once
-    splits = data.load(args.data, args.seed)
+    splits = data.load(args.data)  # the split is fixed (seed 0) whatever --seed, so evaluate.py sees the same
     data_id = fingerprint(*splits["train"])
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)

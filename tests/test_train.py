@@ -121,3 +121,19 @@ def test_ctrl_c_keeps_the_finished_epochs_and_prints_the_resume_command(tmp_path
         train.main(QUICK + ["--epochs", "3", "--out", str(out)])
     ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
     assert ckpt["epoch"] == 1 and len(history(out)) == 1
+
+
+def test_resume_refuses_another_model(tmp_path):
+    out = tmp_path / "run"
+    train.main(QUICK + ["--epochs", "1", "--out", str(out)])
+    r = run_script("train.py", "--resume", out / "checkpoint.pth", "--model", "cnn3")
+    assert r.returncode == 2 and "the checkpoint trains 'resnet', not --model 'cnn3'" in r.stderr
+
+
+def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
+    def oom(self, desc):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", oom)
+    with pytest.raises(SystemExit, match="out of GPU memory at --bs 32; try --bs 16"):
+        train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path)])
