@@ -62,9 +62,11 @@ def test_the_reports_recipe_is_the_default():
     assert args.amp == "bf16" and args.data == "data/fer2013.csv"
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--ema", "0.99", "--mixup", "0.4", "--cutmix", "1.0"]],
+                         ids=["plain", "ema+mixup+cutmix"])
+def test_resume_continues_exactly(tmp_path, extra):
     """--epochs 2 in one go == --epochs 1, then --resume to 2 (every column but the wall-clock seconds)."""
-    base = QUICK + ["--seed", "5"]
+    base = QUICK + ["--seed", "5"] + extra
     assert train.main(base + ["--epochs", "2", "--out", str(tmp_path / "straight")]) is None
     assert train.main(base + ["--epochs", "1", "--out", str(tmp_path / "split")]) is None
     train.main(["--resume", str(tmp_path / "split" / "checkpoint.pth"), "--epochs", "2"])
@@ -75,6 +77,25 @@ def test_resume_continues_exactly(tmp_path):
     wa = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)["model"]
     wb = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ma = torch.load(tmp_path / "straight" / "model.pth", weights_only=True)["state_dict"]
+    mb = torch.load(tmp_path / "split" / "model.pth", weights_only=True)["state_dict"]
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_with_ema_the_saved_weights_are_the_average(tmp_path):
+    train.main(QUICK + ["--epochs", "1", "--ema", "0.9", "--out", str(tmp_path)])
+    ckpt = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    saved = torch.load(tmp_path / "model.pth", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], ckpt["ema"][k]) for k in saved)
+    assert not all(torch.equal(saved[k], ckpt["model"][k]) for k in saved)
+
+
+def test_train_on_val_trains_on_both_and_keeps_the_last_epoch(tmp_path, capsys):
+    train.main(QUICK + ["--epochs", "2", "--train-on-val", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "'train': 2700" in out  # synthetic: 2,400 train + 300 validation faces
+    assert "last epoch's weights (epoch 2, trained on val too)" in out
+    assert torch.load(tmp_path / "model.pth", weights_only=True)["meta"]["epoch"] == 2
 
 
 def test_resume_refuses_other_data_or_another_model(tmp_path, capsys):
