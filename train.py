@@ -411,7 +411,8 @@ def main(argv=None):
                 models.save_weights(os.path.join(out, "model.pth"), trainer.eval_net, args.model,
                                     meta={"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc,
                                           "config": vars(args)})
-            models.atomic_save(trainer.state(epoch, history, best_val_loss, data_id), os.path.join(out, "checkpoint.pth"))
+            checkpoint = trainer.state(epoch, history, best_val_loss, data_id)
+            models.atomic_save(checkpoint, os.path.join(out, "checkpoint.pth"))
             write_history(out, history)
             plot_curves(out, history)
             line = (f"epoch {epoch:4d} | train loss {train_loss:.4f} acc {100 * train_acc:5.2f}% | val loss "

@@ -89,7 +89,8 @@ def test_random_erasing_blanks_one_rectangle_per_image():
 
 def make_trainer(extra=(), n=280):
     x, y = data.synthetic_faces(n, seed=0)
-    splits = {"train": (torch.from_numpy(x), torch.from_numpy(y)), "val": (torch.from_numpy(x[:70]), torch.from_numpy(y[:70]))}
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    splits = {"train": (x, y), "val": (x[:70], y[:70])}
     args = train.make_parser().parse_args(["--data", "synthetic", "--device", "cpu", *extra])
     return train.Trainer(args, splits, torch.device("cpu")), splits
 
