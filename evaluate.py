@@ -148,3 +148,6 @@ if __name__ == "__main__":
         main()
     except (data.DataError, models.WeightsError) as e:
         sys.exit(f"evaluate.py: {e}")
+    except BrokenPipeError:  # `evaluate.py ... | head` closed the pipe: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
+        sys.exit(1)

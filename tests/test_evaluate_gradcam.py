@@ -42,6 +42,15 @@ def test_evaluate_defaults_beside_the_weights_and_takes_other_splits(weights):
     assert "on val" in r.stdout and (weights.parent / "confusion_matrix.png").exists()
 
 
+def test_evaluate_piped_into_head_stops_without_a_traceback(weights):
+    import subprocess
+    import sys
+    cmd = f"'{sys.executable}' evaluate.py --weights '{weights}' --data synthetic | head -1"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=models.__file__.rsplit("/", 1)[0])
+    assert "accuracy" in r.stdout and r.stdout.count("\n") == 1
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
 def test_metrics_match_a_hand_count():
     labels = torch.tensor([0, 0, 1, 3, 3, 3])
     probs = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 3, 3, 0]), 7).float()
