@@ -10,7 +10,7 @@ import data
 import evaluate
 import gradcam
 import model as models
-from conftest import run_script
+from conftest import ROOT, run_script
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_evaluate_piped_into_head_stops_without_a_traceback(weights):
     import subprocess
     import sys
     cmd = f"'{sys.executable}' evaluate.py --weights '{weights}' --data synthetic | head -1"
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=models.__file__.rsplit("/", 1)[0])
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT)
     assert "accuracy" in r.stdout and r.stdout.count("\n") == 1
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
 
