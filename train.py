@@ -212,7 +212,9 @@ class Trainer:
         x, y_partner, lam = data.mix(x, y, self.mix_rng, a.mixup, a.cutmix)
         with self.autocast():
             logits = self.step_net(x)
-            loss = lam * self.loss(logits, y) + (1 - lam) * self.loss(logits, y_partner)
+            loss = self.loss(logits, y)
+            if lam < 1:  # a host number: mixing off costs no second cross-entropy
+                loss = lam * loss + (1 - lam) * self.loss(logits, y_partner)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
