@@ -330,12 +330,19 @@ def augment(x, generator, flip=0.5, degrees=8.0, translate=0.2, scale=(0.8, 1.2)
 
 
 def random_affine(rand, b, flip, degrees, translate, scale):
-    """[B, 2, 3] matrices for affine_grid, which maps output to input coordinates (normalised to [-1, 1]):
-    the inverse of "mirror, rotate, zoom, shift", so the sampled picture is the transformed one."""
+    """[B, 2, 3] random matrices: rotation within +-degrees, zoom within scale, shift within +-translate of the
+    size, mirrored with probability flip."""
     angle = (rand(b) * 2 - 1) * (degrees * torch.pi / 180)
     zoom = scale[0] + rand(b) * (scale[1] - scale[0])
     shift = (rand(b, 2) * 2 - 1) * translate * 2  # a fraction of the size; normalised coordinates span 2
     mirror = torch.where(rand(b) < flip, -1.0, 1.0)
+    return affine_matrix(angle, zoom, shift, mirror)
+
+
+def affine_matrix(angle, zoom, shift, mirror):
+    """[B, 2, 3] matrices for affine_grid, which maps output to input coordinates (normalised to [-1, 1]):
+    the inverse of "mirror (-1), rotate (radians), zoom (>1 enlarges), shift [B, 2]", so the sampled picture is
+    the transformed one."""
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     tx, ty = shift[:, 0], shift[:, 1]
     return torch.stack([torch.stack([cos * mirror, sin * mirror, -(cos * tx + sin * ty) * mirror], 1),

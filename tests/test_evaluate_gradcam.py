@@ -66,6 +66,7 @@ def test_tta_views_are_ten_and_an_ensemble_averages(weights):
     views = list(evaluate.tta_views(x))
     assert len(views) == 10 and all(v.shape == x.shape for v in views)
     assert torch.equal(views[0], x) and torch.equal(views[5], x.flip(-1))
+    assert all(not torch.allclose(v, x, atol=1e-3) for v in views[1:5])  # four warps, none the identity
     net, _ = models.load_weights(str(weights))
     images = torch.from_numpy(data.synthetic_faces(20, seed=3)[0])
     one = evaluate.predict_proba([net], images, "cpu")
@@ -73,6 +74,20 @@ def test_tta_views_are_ten_and_an_ensemble_averages(weights):
     assert torch.allclose(one, two, atol=1e-6) and torch.allclose(one.sum(1), torch.ones(20), atol=1e-5)
     tta = evaluate.predict_proba([net], images, "cpu", tta=True)
     assert tta.shape == (20, 7) and not torch.allclose(tta, one)
+
+
+def test_tta_warps_zoom_and_rotate_within_the_training_ranges_and_fill_with_black():
+    """A white square on black: each view's bright area is the zoom squared (the rotations keep it), and what
+    a zoom-out brings in from outside the picture is black, as the training augmentation fills it."""
+    black, white = float(data.normalize(torch.zeros(()))), float(data.normalize(torch.ones(())))
+    square = torch.zeros(1, 1, 48, 48)
+    square[..., 16:32, 16:32] = 1
+    views = list(evaluate.tta_views(data.normalize(square)))
+    area = [float((v - black).sum() / (white - black) / 256) for v in views]
+    assert area == pytest.approx([1.0, 0.81, 1.21, 1.0, 1.0] * 2, abs=0.03)
+    zoomed_out = list(evaluate.tta_views(data.normalize(torch.ones(1, 1, 48, 48))))[1]
+    assert zoomed_out[0, 0, 0, 0] == pytest.approx(black, abs=1e-4)
+    assert zoomed_out[0, 0, 24, 24] == pytest.approx(white, abs=1e-4)
 
 
 def user_images(tmp_path):
