@@ -27,14 +27,15 @@ def tta_views(x):
     and, as in training, with black outside the picture. On PublicTest these beat flip x 2-pixel shifts (the
     ten-crop idea of Khaireddin & Chen) by about a point on each of three networks (README, Results)."""
     black = data.normalize(torch.zeros((), device=x.device))
-    b = len(x)
+    degrees, zooms = zip(*TTA_WARPS)
+    n = len(TTA_WARPS)  # one matrix per warp, shared by the whole batch and by both mirror images
+    thetas = data.affine_matrix(torch.tensor(degrees, device=x.device) * torch.pi / 180,
+                                torch.tensor(zooms, device=x.device), torch.zeros(n, 2, device=x.device),
+                                torch.ones(n, device=x.device))
     for img in (x, x.flip(-1)):
         yield img
-        for degrees, zoom in TTA_WARPS:
-            theta = data.affine_matrix(torch.full((b,), degrees * torch.pi / 180, device=x.device),
-                                       torch.full((b,), zoom, device=x.device), torch.zeros(b, 2, device=x.device),
-                                       torch.ones(b, device=x.device))
-            yield data.warp(img - black, theta) + black  # warp fills with 0: black must be 0 while it does
+        for theta in thetas:
+            yield data.warp(img - black, theta.expand(len(x), 2, 3)) + black  # warp fills with 0: black is 0 here
 
 
 def predict_proba(nets, images, device, tta=False, batch_size=512):
