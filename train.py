@@ -76,6 +76,8 @@ def make_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/<timestamp>)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint.pth")
+    p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (a model.pth, or weights/*.pth) "
+                   "instead of Kaiming init: fine-tuning, with a fresh optimiser and schedule")
     return p
 
 
@@ -149,7 +151,10 @@ class Trainer:
         self.args, self.device = args, device
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[args.amp]
         torch.manual_seed(args.seed)
-        self.net = models.build(args.model).to(device, memory_format=torch.channels_last)
+        self.net = models.build(args.model)
+        if args.init and not args.resume:  # a resumed run's own weights replace these anyway
+            self.net.load_state_dict(models.load_weights(args.init, expect=args.model)[0].state_dict())
+        self.net = self.net.to(device, memory_format=torch.channels_last)
         self.step_net = torch.compile(self.net) if args.compile else self.net
         if args.opt in ("adam", "adamw"):
             adam = torch.optim.Adam if args.opt == "adam" else torch.optim.AdamW

@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+import data
 import model as models
 import train
 from conftest import run_script
@@ -53,6 +54,27 @@ def test_model_pth_holds_the_best_validation_loss_weights(trained):
     blob = torch.load(out / "model.pth", weights_only=True)
     assert blob["model"] == "resnet" and blob["classes"][3] == "happy"
     assert blob["meta"]["epoch"] == int(best["epoch"])
+
+
+def test_init_starts_from_the_given_weights_with_a_fresh_optimiser(trained):
+    """--init fine-tunes: the network (and its moving average) start as the file's weights, Adam starts empty."""
+    out, _ = trained
+    args = train.parse_args(QUICK + ["--init", str(out / "model.pth"), "--ema", "0.99"])
+    trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
+    saved = torch.load(out / "model.pth", weights_only=True)["state_dict"]
+    for net in (trainer.net, trainer.ema):
+        assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
+    assert trainer.opt.state_dict()["state"] == {}
+    fresh = train.Trainer(train.parse_args(QUICK), data.load("synthetic"), torch.device("cpu"))
+    assert not torch.equal(fresh.net.state_dict()["head.4.weight"], saved["head.4.weight"])
+
+
+def test_init_refuses_weights_of_another_network_in_one_line(tmp_path):
+    models.save_weights(tmp_path / "cnn2.pth", models.build("cnn2"), "cnn2")
+    for weights, message in [(tmp_path / "cnn2.pth", "holds a 'cnn2' network, not 'resnet'"),
+                             (tmp_path / "none.pth", "no such file")]:
+        r = run_script("train.py", *QUICK, "--epochs", "1", "--init", weights, "--out", tmp_path / "run")
+        assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_the_reports_recipe_is_the_default():
