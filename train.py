@@ -435,12 +435,17 @@ def main(argv=None):
     except torch.cuda.OutOfMemoryError:
         sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}")
 
+    last = history[-1]  # the end of the schedule: with cosine often better than the lowest validation loss
+    models.save_weights(os.path.join(out, "last.pth"), trainer.eval_net, args.model,
+                        meta={"epoch": last["epoch"], "val_loss": last["val_loss"], "val_acc": last["val_acc"],
+                              "config": vars(args)})
     best, name = models.load_weights(os.path.join(out, "model.pth"), device)
     split = "test" if "test" in splits else "val"
     loss, acc = evaluate(best, *splits[split], device, trainer.autocast())
     kept = f"last epoch's weights (epoch {history[-1]['epoch']}, trained on val too)" if args.train_on_val else \
         f"best weights (epoch {min(history, key=lambda r: r['val_loss'])['epoch']})"
-    print(f"{kept}: {split} accuracy {100 * acc:.2f}% (loss {loss:.4f}) -> {os.path.join(out, 'model.pth')}")
+    print(f"{kept}: {split} accuracy {100 * acc:.2f}% (loss {loss:.4f}) -> {os.path.join(out, 'model.pth')}; "
+          f"last epoch's -> {os.path.join(out, 'last.pth')}")
 
 
 if __name__ == "__main__":

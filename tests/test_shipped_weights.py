@@ -14,12 +14,12 @@ from conftest import FER_DEV, ROOT
 SHIPPED = {"resnet.pth": "resnet", "best.pth": "vgg"}
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", [*SHIPPED, "resnet_stage1.pth"])
 def test_shipped_weights_are_fp16_state_dicts_under_16_mb(name):
     path = os.path.join(ROOT, "weights", name)
     assert os.path.getsize(path) <= 16e6
     blob = models.read_file(path)
-    assert blob["model"] == SHIPPED[name] and blob["classes"] == list(data.CLASSES)
+    assert blob["model"] == SHIPPED.get(name, "resnet") and blob["classes"] == list(data.CLASSES)
     floats = [v for v in blob["state_dict"].values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
     net, _ = models.load_weights(path)

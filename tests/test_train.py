@@ -39,7 +39,7 @@ def test_training_beats_chance_clearly(trained):
 
 def test_a_run_writes_every_output(trained):
     out, r = trained
-    for name in ("model.pth", "checkpoint.pth", "history.csv", "curves.png", "config.json"):
+    for name in ("model.pth", "last.pth", "checkpoint.pth", "history.csv", "curves.png", "config.json"):
         assert os.path.getsize(out / name) > 0, name
     assert list(history(out)[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
     config = json.loads((out / "config.json").read_text())
@@ -54,6 +54,14 @@ def test_model_pth_holds_the_best_validation_loss_weights(trained):
     blob = torch.load(out / "model.pth", weights_only=True)
     assert blob["model"] == "resnet" and blob["classes"][3] == "happy"
     assert blob["meta"]["epoch"] == int(best["epoch"])
+
+
+def test_last_pth_holds_the_last_epochs_weights(trained):
+    out, _ = trained
+    last = torch.load(out / "last.pth", weights_only=True)
+    ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
+    assert last["model"] == "resnet" and last["meta"]["epoch"] == ckpt["epoch"] == 6
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in last["state_dict"].items())
 
 
 def test_init_starts_from_the_given_weights_with_a_fresh_optimiser(trained):
@@ -107,9 +115,10 @@ def test_resume_continues_exactly(tmp_path, extra):
 def test_with_ema_the_saved_weights_are_the_average(tmp_path):
     train.main(QUICK + ["--epochs", "1", "--ema", "0.9", "--out", str(tmp_path)])
     ckpt = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
-    saved = torch.load(tmp_path / "model.pth", weights_only=True)["state_dict"]
-    assert all(torch.equal(saved[k], ckpt["ema"][k]) for k in saved)
-    assert not all(torch.equal(saved[k], ckpt["model"][k]) for k in saved)
+    for name in ("model.pth", "last.pth"):
+        saved = torch.load(tmp_path / name, weights_only=True)["state_dict"]
+        assert all(torch.equal(saved[k], ckpt["ema"][k]) for k in saved)
+        assert not all(torch.equal(saved[k], ckpt["model"][k]) for k in saved)
 
 
 def test_train_on_val_trains_on_both_and_keeps_the_last_epoch(tmp_path, capsys):
