@@ -3,6 +3,7 @@
     python train.py --epochs 350 --bs 256                       the report's run (data/fer2013.csv)
     python train.py --data synthetic --epochs 10                a one-minute demo on synthetic faces
     python train.py --resume runs/<stamp>/checkpoint.pth        continue exactly where a run stopped
+    python train.py --init weights/resnet.pth --data faces/     fine-tune weights (fresh optimiser) on other data
 
 Speed (after airbench): the whole training set lives on the device as one uint8 tensor, each epoch's indices
 come from WeightedRandomSampler in one draw, and each batch is gathered, flipped, affine-warped and normalised
