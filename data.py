@@ -372,10 +372,9 @@ def random_erase(x, rand, p, area=(0.02, 0.2), ratio=(0.3, 3.3)):
 
 def mix(x, y, rng, mixup=0.0, cutmix=0.0):
     """Mixup (Zhang et al. 2018: blend) or CutMix (Yun et al. 2019: paste a box) of each image with its partner
-    in the reversed batch. Returns (images, partner labels, lam): the loss is lam * CE(y) + (1 - lam) * CE(partner),
-    where y is labels [B] or target probabilities [B, C]. With both alphas 0 the batch is returned unchanged with
-    lam = 1. `rng` is a numpy RandomState on the host, so lam and the box are plain numbers: nothing to sync with
-    the device."""
+    in the reversed batch. Returns (images, partner labels, lam): the loss is lam * CE(y) + (1 - lam) * CE(partner).
+    With both alphas 0 the batch is returned unchanged with lam = 1. `rng` is a numpy RandomState on the host,
+    so lam and the box are plain numbers: nothing to sync with the device."""
     if not mixup and not cutmix:
         return x, y, 1.0
     use_cutmix = cutmix > 0 and (mixup == 0 or rng.rand() < 0.5)

@@ -66,10 +66,6 @@ def make_parser():
                    "weights (Zhang et al. 2018; 0: off)")
     p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA) "
                    "areas (Yun et al. 2019; 0: off); with --mixup too, each batch uses one of them at random")
-    p.add_argument("--teacher", nargs="+", metavar="WEIGHTS", help="distil from these weights (several = an "
-                   "ensemble): their probabilities on the training images are blended into the targets")
-    p.add_argument("--distill", type=float, default=0.5, metavar="ALPHA", help="with --teacher: the teacher's "
-                   "share of each target (Hinton et al. 2015); the rest is the label")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="validate and save an exponential "
                    "moving average of the weights, updated every step with this decay, e.g. 0.999 (0: off)")
     p.add_argument("--train-on-val", action="store_true", help="train on train + validation for a final model; "
@@ -101,8 +97,6 @@ def parse_args(argv):
         p.error("--flip and --erase are probabilities in [0, 1]")
     if not 0 <= args.label_smoothing < 1 or args.wd < 0 or args.warmup < 0 or args.early_stop < 0:
         p.error("--label-smoothing is in [0, 1); --wd, --warmup and --early-stop are >= 0")
-    if not 0 <= args.distill <= 1:
-        p.error(f"--distill is the teacher's share of the target, in [0, 1]; got {args.distill}")
     if args.mixup < 0 or args.cutmix < 0 or not 0 <= args.ema < 1:
         p.error("--mixup and --cutmix are >= 0 (0: off); --ema is a decay in [0, 1) (0: off)")
     if args.train_on_val and args.early_stop:
@@ -180,8 +174,6 @@ class Trainer:
         # The data set, resident on the device: 28,709 x 48 x 48 uint8 = 66 MB.
         self.train_x, self.train_y = (t.to(device) for t in splits["train"])
         self.val_x, self.val_y = splits["val"]
-        self.teacher_probs = teacher_probabilities(args.teacher, self.train_x, device, self.autocast()) \
-            if args.teacher else None  # [N, 7] on the device, gathered per batch like the labels
         self.sampler_gen = torch.Generator().manual_seed(args.seed)  # epoch order (on the host, one draw/epoch)
         self.aug_gen = torch.Generator(device).manual_seed(args.seed + 1)  # augmentation draws (on the device)
         self.sample_weights = data.class_weights(splits["train"][1])
@@ -216,22 +208,19 @@ class Trainer:
             order = torch.randperm(n, generator=self.sampler_gen)
         return order.to(self.device, non_blocking=True)
 
-    def train_step(self, x_uint8, y, teacher=None):
-        """One optimiser step on a uint8 batch [B, 48, 48] already on the device (with --teacher, its teacher
-        probabilities [B, 7] too). Returns the summed loss and correct count as device tensors (no sync)."""
+    def train_step(self, x_uint8, y):
+        """One optimiser step on a uint8 batch [B, 48, 48] already on the device. Returns the summed loss and
+        correct count as device tensors (no sync)."""
         a = self.args
         x = data.augment(x_uint8[:, None].float().div_(255), self.aug_gen, a.flip, a.degrees, a.translate,
                          a.scale, a.erase)
         x = data.normalize(x).contiguous(memory_format=torch.channels_last)
-        # Distillation is a soft target: cross-entropy with probabilities is linear in them, so blending the
-        # one-hot label with the teacher's probabilities is Hinton et al.'s weighted sum of the two losses (T = 1).
-        target = y if teacher is None else torch.lerp(F.one_hot(y, len(data.CLASSES)).float(), teacher, a.distill)
-        x, partner_target, lam = data.mix(x, target, self.mix_rng, a.mixup, a.cutmix)
+        x, y_partner, lam = data.mix(x, y, self.mix_rng, a.mixup, a.cutmix)
         with self.autocast():
             logits = self.step_net(x)
-            loss = self.loss(logits, target)
+            loss = self.loss(logits, y)
             if lam < 1:  # a host number: mixing off costs no second cross-entropy
-                loss = lam * loss + (1 - lam) * self.loss(logits, partner_target)
+                loss = lam * loss + (1 - lam) * self.loss(logits, y_partner)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -267,8 +256,7 @@ class Trainer:
         for i in tqdm(range(steps), desc=desc, leave=False, dynamic_ncols=True, file=sys.stdout,
                       disable=None):
             idx = order[i * bs:(i + 1) * bs]
-            teacher = None if self.teacher_probs is None else self.teacher_probs[idx]
-            batch_loss, batch_correct = self.train_step(self.train_x[idx], self.train_y[idx], teacher)
+            batch_loss, batch_correct = self.train_step(self.train_x[idx], self.train_y[idx])
             loss_sum += batch_loss
             correct += batch_correct
         n = steps * bs
@@ -321,18 +309,6 @@ def numpy_rng_state(rng):
 
 def set_numpy_rng_state(rng, state):
     rng.set_state(("MT19937", state["keys"].numpy().astype(np.uint32), *state["rest"]))
-
-
-def teacher_probabilities(paths, images, device, autocast, batch_size=1024):
-    """--teacher's targets: class probabilities [N, 7] of each training image, averaged over the networks and
-    the image's mirror, computed once before training. Without augmentation: the teacher's probabilities for
-    the image, not for each augmented view (that would cost a teacher forward pass per step)."""
-    nets = [models.load_weights(p, device)[0].to(memory_format=torch.channels_last) for p in paths]
-    with torch.no_grad(), autocast:
-        probs = torch.cat([sum(F.softmax(net(v).float(), 1) for net in nets for v in (x, x.flip(-1)))
-                           for x in tqdm(data.batches(images, batch_size, device), desc="teacher", leave=False,
-                                         total=-(-len(images) // batch_size), file=sys.stdout, disable=None)])
-    return probs / (2 * len(nets))
 
 
 def evaluate(net, images, labels, device, autocast, batch_size=1024):
@@ -423,10 +399,6 @@ def main(argv=None):
     print(f"{args.model}: {models.count_parameters(trainer.net):,} parameters | {device} "
           f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
           f" | amp {args.amp} | data {counts} | out {out}")
-    if trainer.teacher_probs is not None:
-        right = (trainer.teacher_probs.argmax(1) == trainer.train_y).float().mean().item()
-        print(f"teacher {' + '.join(map(os.path.basename, args.teacher))}: {100 * right:.2f}% of the training "
-              f"images right; targets are {1 - args.distill:g} label + {args.distill:g} teacher")
     resume_hint = f"python train.py --resume {os.path.join(out, 'checkpoint.pth')}"
     try:
         for epoch in range(start, args.epochs + 1):

@@ -84,7 +84,6 @@ def test_image_folders_with_unknown_classes_or_unreadable_images(tmp_path, faces
     (["--amp", "fp16", "--device", "cpu"], "--amp fp16 needs a CUDA GPU"),
     (["--ema", "1"], "--ema is a decay in [0, 1)"),
     (["--mixup=-0.2"], "--mixup and --cutmix are >= 0"),
-    (["--distill", "1.5"], "--distill is the teacher's share of the target, in [0, 1]"),
     (["--train-on-val", "--early-stop", "5"], "use one of them"),
 ])
 def test_bad_flags_are_usage_errors(flags, needle):

@@ -1,12 +1,10 @@
 """train.py end to end on synthetic faces: it learns, writes every output, resumes exactly, stops cleanly."""
-import copy
 import csv
 import json
 import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import data
 import model as models
@@ -85,33 +83,6 @@ def test_init_refuses_weights_of_another_network_in_one_line(tmp_path):
                              (tmp_path / "none.pth", "no such file")]:
         r = run_script("train.py", *QUICK, "--epochs", "1", "--init", weights, "--out", tmp_path / "run")
         assert r.returncode == 1 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-
-
-def test_with_a_teacher_the_targets_blend_the_label_and_the_teachers_probabilities(tmp_path):
-    """--teacher T --distill 0.25: the teacher's probabilities (averaged over each image and its mirror, computed
-    once) are a quarter of every target, the one-hot label the rest."""
-    models.save_weights(tmp_path / "teacher.pth", models.build("cnn2"), "cnn2")  # any network can teach
-    still = ["--flip", "0", "--degrees", "0", "--translate", "0", "--scale", "1", "1", "--amp", "off"]
-    args = train.parse_args(QUICK + still + ["--teacher", str(tmp_path / "teacher.pth"), "--distill", "0.25"])
-    trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
-    teacher = models.load_weights(tmp_path / "teacher.pth")[0]
-    x = data.normalize(trainer.train_x[:64, None])
-    with torch.no_grad():
-        expected = (F.softmax(teacher(x), 1) + F.softmax(teacher(x.flip(-1)), 1)) / 2
-    assert trainer.teacher_probs.shape == (2400, 7)
-    assert torch.allclose(trainer.teacher_probs[:64], expected, atol=1e-5)
-
-    y = trainer.train_y[:64]
-    with torch.no_grad():
-        logits = copy.deepcopy(trainer.net).train()(x)  # the step's own forward pass, before it updates
-    target = 0.75 * F.one_hot(y, 7).float() + 0.25 * expected
-    loss_sum, _ = trainer.train_step(trainer.train_x[:64], y, trainer.teacher_probs[:64])
-    assert torch.allclose(loss_sum, F.cross_entropy(logits, target) * 64, rtol=1e-4)
-
-
-def test_teacher_weights_that_cannot_be_read_are_one_line(tmp_path):
-    r = run_script("train.py", *QUICK, "--epochs", "1", "--teacher", tmp_path / "none.pth", "--out", tmp_path / "run")
-    assert r.returncode == 1 and "none.pth: no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_the_reports_recipe_is_the_default():
