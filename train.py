@@ -400,6 +400,11 @@ def main(argv=None):
           f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
           f" | amp {args.amp} | data {counts} | out {out}")
     resume_hint = f"python train.py --resume {os.path.join(out, 'checkpoint.pth')}"
+
+    def save_epoch_weights(name, row):  # the validated network (the moving average with --ema) after that epoch
+        models.save_weights(os.path.join(out, name), trainer.eval_net, args.model, meta={
+            "epoch": row["epoch"], "val_loss": row["val_loss"], "val_acc": row["val_acc"], "config": vars(args)})
+
     try:
         for epoch in range(start, args.epochs + 1):
             t0 = time.perf_counter()
@@ -416,9 +421,7 @@ def main(argv=None):
                             "seconds": time.perf_counter() - t0})
             if val_loss < best_val_loss or args.train_on_val:  # trained on val: nothing to select by, keep the last
                 best_val_loss = min(val_loss, best_val_loss)
-                models.save_weights(os.path.join(out, "model.pth"), trainer.eval_net, args.model,
-                                    meta={"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc,
-                                          "config": vars(args)})
+                save_epoch_weights("model.pth", history[-1])
             checkpoint = trainer.state(epoch, history, best_val_loss, data_id)
             models.atomic_save(checkpoint, os.path.join(out, "checkpoint.pth"))
             write_history(out, history)
@@ -436,10 +439,7 @@ def main(argv=None):
     except torch.cuda.OutOfMemoryError:
         sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}")
 
-    last = history[-1]  # the end of the schedule: with cosine often better than the lowest validation loss
-    models.save_weights(os.path.join(out, "last.pth"), trainer.eval_net, args.model,
-                        meta={"epoch": last["epoch"], "val_loss": last["val_loss"], "val_acc": last["val_acc"],
-                              "config": vars(args)})
+    save_epoch_weights("last.pth", history[-1])  # the end of the schedule: with cosine often the better one
     best, name = models.load_weights(os.path.join(out, "model.pth"), device)
     split = "test" if "test" in splits else "val"
     loss, acc = evaluate(best, *splits[split], device, trainer.autocast())
