@@ -8,10 +8,14 @@ train_images_per_s  train.py's real loop (sampler, gather, augmentation, step) o
 eval_images_per_s   train.py's batched evaluation
 amp_speedup         model step in mixed precision / in fp32
 loop_over_model     train / model: 1.0 means the loop costs nothing beyond the network
+host_*_ms           work outside the step, per epoch: the epoch order, curves.png with 350 epochs, checkpoint.pth
 """
 import argparse
 import json
+import os
+import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -73,7 +77,26 @@ def loop_rates(device, bs, amp):
     t = time.perf_counter()
     train.evaluate(trainer.net, *splits["val"], device, trainer.autocast())
     eval_rate = VAL_N / (time.perf_counter() - t)
-    return train_rate, eval_rate
+    return train_rate, eval_rate, trainer
+
+
+def host_costs(trainer):
+    """Milliseconds (median of 3) of the per-epoch host work of train.py, on this machine's disk."""
+    def ms(f):
+        f()
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return round(1000 * statistics.median(times), 1)
+    history = [{"epoch": e, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.1, "val_acc": 0.5, "lr": 1e-4,
+                "seconds": 1.0} for e in range(1, 351)]
+    with tempfile.TemporaryDirectory() as out:
+        state = trainer.state(350, history, 1.0, "bench")
+        return {"host_order_ms": ms(trainer.epoch_order),
+                "host_curves_ms": ms(lambda: train.plot_curves(out, history)),
+                "host_checkpoint_ms": ms(lambda: models.atomic_save(state, os.path.join(out, "checkpoint.pth")))}
 
 
 def main(argv=None):
@@ -96,13 +119,14 @@ def main(argv=None):
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     model_rate = model_step_rate(device, args.bs, amp_dtype, steps)
     fp32_rate = model_step_rate(device, args.bs, None, steps)
-    train_rate, eval_rate = loop_rates(device, args.bs, args.amp)
+    train_rate, eval_rate, trainer = loop_rates(device, args.bs, args.amp)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "model_images_per_s": round(model_rate, 1), "train_images_per_s": round(train_rate, 1),
         "eval_images_per_s": round(eval_rate, 1), "amp_speedup": round(model_rate / fp32_rate, 3),
     }
+    result.update(host_costs(trainer))
     derived = {"bs / amp": f"{args.bs} / {args.amp}", "loop_over_model": round(train_rate / model_rate, 3),
                "epoch_seconds": round((TRAIN_N // args.bs) * args.bs / train_rate + VAL_N / eval_rate, 2)}
     width = max(map(len, {**result, **derived}))

@@ -7,10 +7,14 @@ A data set here is a dict split -> (images uint8 [N, 48, 48], labels int64 [N]) 
     python data.py --synthetic out.csv --n 2000     write synthetic faces as a Kaggle-style CSV
 """
 import argparse
+import errno
+import lzma
 import math
 import os
 import sys
 import warnings
+import zipfile
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -22,9 +26,11 @@ MEAN, STD = 0.5077, 0.2550  # the report's normalisation (its Figure 6)
 SIZE = 48
 VAL_FRACTION = 0.1  # carved out of train, stratified, when the data has no validation split
 
-# Kaggle's Usage column and the image releases' folder names -> our split names.
+# Kaggle's Usage column and the image releases' folder names (Kaggle's, Roboflow's train/valid/test, and folders
+# named after the Usage values) -> our split names.
 USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
-FOLDERS = {"train": "train", "training": "train", "validation": "val", "val": "val", "test": "test"}
+FOLDERS = {"train": "train", "training": "train", "validation": "val", "val": "val", "valid": "val",
+           "publictest": "val", "test": "test", "testing": "test", "privatetest": "test"}
 # Class-folder spellings seen in the image releases (Kaggle msambare, jonathanoheix, FER+ style names).
 CLASS_ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "happiness": "happy",
                  "sadness": "sad", "surprised": "surprise", "neutrality": "neutral"}
@@ -39,7 +45,8 @@ def load(path, seed=0, n_synthetic=3000):
     """Reads what `path` holds: "synthetic", a .csv/.csv.gz (Kaggle fer2013.csv, train.csv or
     icml_face_data.csv layout) or an image-folder tree. Returns {split: (images, labels)}. `seed` draws the
     synthetic faces and the validation split of data that has none; the scripts keep it at 0, so training and
-    evaluation always see the same split."""
+    evaluation always see the same split. Data without training images (a test.csv of PublicTest and/or
+    PrivateTest rows, a folder with only test/) keeps just the splits it has: it can be evaluated, not trained on."""
     if path == "synthetic":
         images, labels = synthetic_faces(n_synthetic, seed)
         usage = synthetic_usage(n_synthetic)
@@ -53,8 +60,11 @@ def load(path, seed=0, n_synthetic=3000):
     if "all" in splits:  # no split information: the report's stratified train_test_split
         images, labels = splits.pop("all")
         splits["train"] = (images, labels)
-    if "val" not in splits:
-        splits["train"], splits["val"] = stratified_split(*splits["train"], VAL_FRACTION, seed)
+    if "train" in splits and "val" not in splits:
+        try:
+            splits["train"], splits["val"] = stratified_split(*splits["train"], VAL_FRACTION, seed)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
     return {k: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, dtype=np.int64)))
             for k, (x, y) in splits.items()}
 
@@ -75,54 +85,73 @@ def stratified_split(images, labels, fraction, seed):
 # ---------------------------------------------------------------------------------------------------------------
 # CSV layouts
 
+COMPRESSION_ERRORS = (zlib.error, zipfile.BadZipFile, lzma.LZMAError, EOFError)  # and OSError (gzip, bz2)
+
+
 def read_csv(path):
     try:
-        df = pd.read_csv(path, skipinitialspace=True, dtype=str, keep_default_na=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)  # a trailing comma: its empty field dropped
+            # index_col=False: a trailing comma must not turn the emotion column into the index;
+            # skip_blank_lines=False: blank lines stay rows (dropped below), so row numbers are the file's lines.
+            df = pd.read_csv(path, skipinitialspace=True, dtype=str, keep_default_na=False, index_col=False,
+                             skip_blank_lines=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
-    except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError, ValueError) as e:
-        raise DataError(f"{path}: not a readable CSV ({str(e).splitlines()[0][:120]})") from None
+    except COMPRESSION_ERRORS + (UnicodeDecodeError, pd.errors.ParserError, OSError, ValueError) as e:
+        compressed = str(path).lower().endswith((".gz", ".zip", ".xz", ".bz2", ".zst", ".tar"))
+        what = "damaged, or not the compressed file its name says" if compressed and isinstance(
+            e, COMPRESSION_ERRORS + (OSError,)) else "not a readable CSV"
+        raise DataError(f"{path}: {what} ({(str(e).splitlines() or [type(e).__name__])[0][:120]})") from None
     df.columns = [str(c).strip().lower() for c in df.columns]  # icml_face_data.csv has " Usage", " pixels"
     if "pixels" not in df.columns or "emotion" not in df.columns:
         raise DataError(f"{path}: expected columns 'emotion' and 'pixels' (and optionally 'Usage'), "
                         f"found {list(df.columns)}")
+    lines = np.arange(len(df)) + 2  # the file's line number of each row (line 1 is the header)
+    blank = (df == "").all(axis=1).to_numpy()
+    df, lines = df[~blank].reset_index(drop=True), lines[~blank]
     if len(df) == 0:
         raise DataError(f"{path}: no rows")
-    images = parse_pixels(df["pixels"], path)
-    labels = parse_labels(df["emotion"], path)
+    images = parse_pixels(df["pixels"], path, lines)
+    labels = parse_labels(df["emotion"], path, lines)
     if "usage" not in df.columns:
         return {"all": (images, labels)}
     usage = df["usage"].str.strip().str.lower()
     unknown = sorted(set(usage) - set(USAGE))
     if unknown:
         row = int(np.flatnonzero(~usage.isin(list(USAGE)))[0])
-        raise DataError(f"{path}: row {row + 2}: unknown Usage {df['usage'].iloc[row]!r} "
+        raise DataError(f"{path}: row {lines[row]}: unknown Usage {df['usage'].iloc[row]!r} "
                         "(expected Training, PublicTest or PrivateTest)")
     return {USAGE[u]: (images[(usage == u).to_numpy()], labels[(usage == u).to_numpy()]) for u in usage.unique()}
 
 
-def parse_pixels(column, path):
-    """All rows in one C-level parse (np.fromstring) instead of a Python split per row: ~2 s for 32k rows."""
+def parse_pixels(column, path, lines):
+    """All rows in one C-level parse (np.fromstring) instead of a Python split per row: ~2 s for 32k rows.
+    A -1 (never a pixel) ends every row, so a row short by a value and a later one long by one cannot pass
+    as the right total: each row's end must fall exactly where 2,304 values put it."""
     n = len(column)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # older numpy warns (newer raises) on bad text
-            flat = np.fromstring(" ".join(column.tolist()), dtype=np.float32, sep=" ")
+            flat = np.fromstring(" -1 ".join(column.tolist()) + " -1", dtype=np.float32, sep=" ")
     except ValueError:
         flat = np.zeros(0, np.float32)
-    if flat.size == n * SIZE * SIZE and np.all((flat >= 0) & (flat <= 255) & (flat == np.round(flat))):
-        return flat.astype(np.uint8).reshape(n, SIZE, SIZE)
-    for row, text in enumerate(column.tolist()):  # slow path, only to name the bad row
+    if flat.size == n * (SIZE * SIZE + 1):
+        rows = flat.reshape(n, SIZE * SIZE + 1)
+        pixels = rows[:, :-1]
+        if np.all(rows[:, -1] == -1) and np.all((pixels >= 0) & (pixels <= 255) & (pixels == np.round(pixels))):
+            return pixels.astype(np.uint8).reshape(n, SIZE, SIZE)
+    for line, text in zip(lines, column.tolist()):  # slow path, only to name the bad row
         tokens = text.split()
         if len(tokens) != SIZE * SIZE:
-            raise DataError(f"{path}: row {row + 2}: {len(tokens)} pixel values, expected {SIZE * SIZE}")
+            raise DataError(f"{path}: row {line}: {len(tokens)} pixel values, expected {SIZE * SIZE}")
         try:
             values = np.array(tokens, dtype=np.float64)
         except ValueError:
             bad = next(t for t in tokens if not _is_number(t))
-            raise DataError(f"{path}: row {row + 2}: pixel value {bad[:20]!r} is not a number") from None
+            raise DataError(f"{path}: row {line}: pixel value {bad[:20]!r} is not a number") from None
         if not np.all((values >= 0) & (values <= 255) & (values == np.round(values))):
-            raise DataError(f"{path}: row {row + 2}: pixel values must be whole numbers in 0-255")
+            raise DataError(f"{path}: row {line}: pixel values must be whole numbers in 0-255")
     raise DataError(f"{path}: the pixel column could not be parsed")
 
 
@@ -134,12 +163,12 @@ def _is_number(text):
         return False
 
 
-def parse_labels(column, path):
+def parse_labels(column, path, lines):
     labels = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy()
     bad = np.flatnonzero(~np.isin(labels, np.arange(len(CLASSES))))
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{path}: row {row + 2}: emotion {column.iloc[row]!r} is not a label 0-6")
+        raise DataError(f"{path}: row {lines[row]}: emotion {column.iloc[row]!r} is not a label 0-6")
     return labels.astype(np.int64)
 
 
@@ -155,6 +184,10 @@ def class_index(name):
 def read_image_tree(root):
     subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     split_dirs = [d for d in subdirs if d.lower() in FOLDERS]
+    for a in split_dirs:
+        for b in split_dirs:
+            if a < b and FOLDERS[a.lower()] == FOLDERS[b.lower()]:
+                raise DataError(f"{root}: folders {a!r} and {b!r} are both the {FOLDERS[a.lower()]} split; keep one")
     if split_dirs:
         return {FOLDERS[d.lower()]: read_class_folders(os.path.join(root, d)) for d in split_dirs}
     if subdirs:
@@ -181,15 +214,31 @@ def read_class_folders(folder):
 
 def read_image(path):
     """Any size, colour or grey -> 48x48 uint8 grey: Pillow's luminance conversion, then a bilinear resize."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+    grey = read_grey(path)
+    if grey.shape != (SIZE, SIZE):
+        grey = np.asarray(Image.fromarray(grey).resize((SIZE, SIZE), Image.BILINEAR))
+    return grey
+
+
+def read_grey(path):
+    """An image file as uint8 grey [H, W] at its own size: turned upright as its EXIF orientation tag says (phone
+    photos are often stored sideways), 16- and 32-bit grey scaled to 8 bits (Pillow's convert("L") clips them to
+    white), colour by Pillow's luminance."""
+    from PIL import Image, ImageOps
     try:
         with Image.open(path) as im:
-            im = im.convert("L")
-            if im.size != (SIZE, SIZE):
-                im = im.resize((SIZE, SIZE), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{path}: unreadable image ({str(e).splitlines()[0][:100]})") from None
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+                values = np.asarray(im, dtype=np.float64)
+                top = 1.0 if im.mode == "F" and values.max() <= 1 else 255.0 if values.max() <= 255 else 65535.0
+                return np.clip(np.round(values * (255 / top)), 0, 255).astype(np.uint8)
+            return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: image too large ({str(e).splitlines()[0][:100]})") from None
+    except Exception as e:  # noqa: BLE001  Pillow's decoders raise many kinds (OSError, ValueError, struct.error,
+        # SyntaxError, ZeroDivisionError, ...) for a damaged file; a file we cannot decode is the user's to fix.
+        raise DataError(f"{path}: unreadable image ({(str(e).splitlines() or [type(e).__name__])[0][:100]})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -269,16 +318,42 @@ def write_csv(path, images, labels, usage=None):
 
 
 def atomic_write(path, write):
-    """write(tmp_path), then rename over `path`: readers never see a half-written file."""
+    """write(tmp_path), then rename over `path`: readers never see a half-written file. A file that cannot be
+    written (full disk, read-only folder, a folder of that name) is a DataError naming it."""
     path = str(path)
     root, ext = os.path.splitext(path[:-3] if path.endswith(".gz") else path)
     tmp = f"{root}.tmp{os.getpid()}{ext}{'.gz' if path.endswith('.gz') else ''}"  # keeps the extension for savefig
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot write it ({e.strerror or e})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_writable(path, folder=False):
+    """Before any long work: `path` (a file to write, or with folder=True a folder to write into) can be written.
+    Missing parent folders are made. Tries a real file rather than os.access, which says yes to root everywhere."""
+    path = str(path)
+    target = os.path.abspath(path if folder else os.path.dirname(os.path.abspath(path)))
+    if not folder and os.path.isdir(path):
+        raise DataError(f"{path}: is a folder; give a file name")
+    existing = target
+    while not os.path.exists(existing):  # the nearest part of the path that exists must be a folder
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise DataError(f"{path}: {existing} is a file, not a folder")
+    try:
+        os.makedirs(target, exist_ok=True)
+        probe = os.path.join(target, f".write-test{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("x")
+        os.remove(probe)
+    except OSError as e:
+        raise DataError(f"{path}: cannot write {'into it' if folder else 'it'} "
+                        f"({e.strerror or errno.errorcode.get(e.errno, e)})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -422,7 +497,7 @@ def explore(path, out_dir, seed=0):
     atomic_write(os.path.join(out_dir, "distribution.png"), lambda t: fig.savefig(t, dpi=120))
     plt.close(fig)
 
-    images, labels = splits["train"]
+    images, labels = splits[names[0]]  # training images, or the first split a test-only file has
     rng = np.random.default_rng(seed)
     per_class = 6
     fig, axes = plt.subplots(len(CLASSES), per_class, figsize=(per_class * 1.1, len(CLASSES) * 1.2))
@@ -451,13 +526,17 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=".", help="folder for distribution.png and samples.png")
     args = p.parse_args(argv)
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
     if args.synthetic:
         if args.n < 7:
             p.error("--n must be at least 7 (one face per class)")
+        check_writable(args.synthetic)
         images, labels = synthetic_faces(args.n, args.seed)
         write_csv(args.synthetic, images, labels, synthetic_usage(args.n))
         print(f"wrote {args.n} synthetic faces to {args.synthetic}")
     elif args.path:
+        check_writable(args.out, folder=True)
         explore(args.path, args.out, args.seed)
     else:
         p.error("give a data PATH to explore, or --synthetic OUT.csv")
@@ -468,3 +547,5 @@ if __name__ == "__main__":
         main()
     except DataError as e:
         sys.exit(f"data.py: {e}")
+    except KeyboardInterrupt:
+        sys.exit("\ndata.py: interrupted")

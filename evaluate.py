@@ -3,7 +3,8 @@ your own face images.
 
     python evaluate.py --weights model.pth [--data PATH] [--split test|val|train|all] [--tta] [--json m.json]
     python evaluate.py --weights a.pth b.pth --tta          an ensemble: probabilities averaged over the files
-    python evaluate.py --weights model.pth --images me.jpg you.png      top-3 emotions per image
+    python evaluate.py --weights model.pth --images photo.jpg [--out DIR] [--json faces.json]
+                                        every face in each photo: its box and top-3 emotions (faces.py)
 """
 import argparse
 import json
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import data
+import faces
 import model as models
 
 
@@ -101,6 +103,37 @@ def load_nets(paths, device):
     return [net.to(memory_format=torch.channels_last) for net in nets]
 
 
+def top3(probs):
+    top = probs.topk(3)
+    return ", ".join(f"{data.CLASSES[i]} {100 * v:.1f}%" for v, i in zip(top.values, top.indices))
+
+
+def predict_files(nets, args, device):
+    """Every face in every picture: one line per picture classified whole, else a line per face with its box."""
+    found = []
+    for path, grey, boxes, crops, how in faces.find_in_files(args.images):
+        probs = predict_proba(nets, torch.from_numpy(crops), device, args.tta)  # one batch per picture
+        if how == "faces":
+            print(f"{path}: {len(boxes)} face{'s' * (len(boxes) > 1)}")
+            for k, (box, pr) in enumerate(zip(boxes, probs), 1):
+                print(f"  face {k} at x={box[0]} y={box[1]} w={box[2]} h={box[3]}: {top3(pr)}")
+        else:
+            print(f"{path} (classified whole: {how}): {top3(probs[0])}")
+        found.append({"file": str(path), "whole": how != "faces", "note": how,
+                      "faces": [{"box": [int(v) for v in box], "emotion": data.CLASSES[int(pr.argmax())],
+                                 "probs": [round(float(v), 6) for v in pr]} for box, pr in zip(boxes, probs)]})
+        if args.out:
+            texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * float(pr.max()):.0f}%" for pr in probs]
+            marked = faces.label_faces(faces.read_rgb(path), boxes, texts)
+            name = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + "_faces.png")
+            from PIL import Image
+            data.atomic_write(name, lambda t: Image.fromarray(marked).save(t))
+            print(f"  wrote {name}")
+    if args.json:
+        data.atomic_write(args.json, lambda t: open(t, "w").write(json.dumps({"images": found}, indent=1) + "\n"))
+        print(f"wrote {args.json}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
@@ -109,25 +142,27 @@ def main(argv=None):
     p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
     p.add_argument("--split", choices=["test", "val", "train", "all"], help="default: test if the data has "
                    "one, else val")
-    p.add_argument("--images", nargs="+", metavar="IMAGE", help="predict these image files instead")
+    p.add_argument("--images", nargs="+", metavar="IMAGE", help="predict every face in these photos instead (a "
+                   "picture of 96 px or less, or with no face found, is classified whole)")
     p.add_argument("--tta", action="store_true", help="average over ten views: mirror x (as is, zoom 0.9 "
                    "and 1.1, rotation -6 and +6 degrees)")
-    p.add_argument("--out", help="folder for confusion_matrix.png (default: beside the first weights)")
-    p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion matrix")
+    p.add_argument("--out", help="folder for confusion_matrix.png (default: beside the first weights); with "
+                   "--images, for each photo annotated with its faces")
+    p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion matrix; with "
+                   "--images, each face's box, emotion and probabilities")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but PyTorch sees no CUDA GPU")
+    if args.json:  # every output checked before the work, not after the figures are written
+        data.check_writable(args.json)
+    if not args.images or args.out:
+        data.check_writable(args.out or os.path.dirname(os.path.abspath(args.weights[0])), folder=True)
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     nets = load_nets(args.weights, device)
 
     if args.images:
-        images = torch.from_numpy(np.stack([data.read_image(f) for f in args.images]))
-        probs = predict_proba(nets, images, device, args.tta)
-        for f, pr in zip(args.images, probs):
-            top = pr.topk(3)
-            print(f"{f}: " + ", ".join(f"{data.CLASSES[i]} {100 * v:.1f}%" for v, i in zip(top.values, top.indices)))
-        return
+        return predict_files(nets, args, device)
 
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder")
@@ -158,6 +193,8 @@ if __name__ == "__main__":
         main()
     except (data.DataError, models.WeightsError) as e:
         sys.exit(f"evaluate.py: {e}")
+    except KeyboardInterrupt:
+        sys.exit("\nevaluate.py: interrupted")
     except BrokenPipeError:  # `evaluate.py ... | head` closed the pipe: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
         sys.exit(1)

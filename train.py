@@ -4,6 +4,7 @@
     python train.py --data synthetic --epochs 10                a one-minute demo on synthetic faces
     python train.py --resume runs/<stamp>/checkpoint.pth        continue exactly where a run stopped
     python train.py --init weights/resnet.pth --data faces/     fine-tune weights (fresh optimiser) on other data
+    torchrun --standalone --nproc_per_node 4 train.py ...        the same run on 4 GPUs (DistributedDataParallel)
 
 Speed (after airbench): the whole training set lives on the device as one uint8 tensor, each epoch's indices
 come from WeightedRandomSampler in one draw, and each batch is gathered, flipped, affine-warped and normalised
@@ -22,7 +23,9 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
@@ -51,6 +54,8 @@ def make_parser():
     p.add_argument("--plateau-factor", type=float, default=0.1, help="ReduceLROnPlateau factor (PyTorch default)")
     p.add_argument("--plateau-patience", type=int, default=10, help="ReduceLROnPlateau patience, epochs")
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--head", choices=["logits", "softmax"], default="logits", help="softmax: put a Softmax before "
+                   "the cross-entropy, as the report did (for comparison only: softmax twice squashes the gradients)")
     p.add_argument("--sampler", choices=["weighted", "shuffle"], default="weighted",
                    help="weighted: WeightedRandomSampler over 1/class count (the report); shuffle: a permutation")
     p.add_argument("--class-weighted-loss", action="store_true", help="weight the loss by 1/class frequency "
@@ -82,35 +87,53 @@ def make_parser():
     return p
 
 
+# Every number a flag takes, and the values that mean something. NaN fails each test (every comparison with it is
+# False), so "--wd nan" is refused like "--wd -1".
+RANGES = {
+    "epochs": (lambda v: v > 0, "a positive integer"), "bs": (lambda v: v > 0, "a positive integer"),
+    "lr": (lambda v: 0 < v < math.inf, "a positive number"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1) (0: plain SGD)"),
+    "wd": (lambda v: 0 <= v < math.inf, ">= 0"), "warmup": (lambda v: 0 <= v < math.inf, ">= 0 (epochs)"),
+    "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"), "plateau_patience": (lambda v: v >= 0, ">= 0"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"), "early_stop": (lambda v: v >= 0, ">= 0 (0: never)"),
+    "flip": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    "erase": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    "degrees": (lambda v: 0 <= v <= 180, "in [0, 180]"),
+    "translate": (lambda v: 0 <= v <= 0.5, "a fraction of the size in [0, 0.5] (more moves the face out of the "
+                  "picture)"),
+    "mixup": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"), "cutmix": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"),
+    "ema": (lambda v: 0 <= v < 1, "a decay in [0, 1) (0: off)"), "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2^32)"),
+}
+
+
 def parse_args(argv):
     p = make_parser()
     args = p.parse_args(argv)
     given = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
     if args.resume:
         args = resumed_args(args, given, p)
-    for flag in ("epochs", "bs"):
-        if getattr(args, flag) <= 0:
-            p.error(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
-    if not args.lr > 0 or not math.isfinite(args.lr):
-        p.error(f"--lr must be a positive number, got {args.lr}")
-    if not 0 <= args.flip <= 1 or not 0 <= args.erase <= 1:
-        p.error("--flip and --erase are probabilities in [0, 1]")
-    if not 0 <= args.label_smoothing < 1 or args.wd < 0 or args.warmup < 0 or args.early_stop < 0:
-        p.error("--label-smoothing is in [0, 1); --wd, --warmup and --early-stop are >= 0")
-    if args.mixup < 0 or args.cutmix < 0 or not 0 <= args.ema < 1:
-        p.error("--mixup and --cutmix are >= 0 (0: off); --ema is a decay in [0, 1) (0: off)")
+    for flag, (ok, what) in RANGES.items():
+        if not ok(getattr(args, flag)):
+            p.error(f"--{flag.replace('_', '-')} must be {what}, got {getattr(args, flag)}")
+    if not 0 < args.scale[0] <= args.scale[1] < math.inf:
+        p.error(f"--scale needs 0 < low <= high, got {args.scale[0]} {args.scale[1]}")
     if args.train_on_val and args.early_stop:
         p.error("--early-stop watches the validation loss, which --train-on-val trains on; use one of them")
-    if not 0 < args.scale[0] <= args.scale[1]:
-        p.error(f"--scale needs 0 < low <= high, got {args.scale}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but PyTorch sees no CUDA GPU (use --device cpu or auto)")
     if args.amp == "fp16" and resolve_device(args.device).type != "cuda":
         p.error("--amp fp16 needs a CUDA GPU; on CPU use bf16 or off")
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if args.bs % world:
+        p.error(f"--bs {args.bs} is the global batch and must divide evenly over the {world} processes, e.g. "
+                f"--bs {args.bs - args.bs % world}")
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder. Download fer2013.csv from "
                 "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-"
                 "challenge/data into data/, pass --data PATH, or try --data synthetic")
+    if args.out and not args.resume and os.path.isfile(os.path.join(args.out, "checkpoint.pth")):
+        p.error(f"--out {args.out} already holds a run (checkpoint.pth): continue it with --resume "
+                f"{os.path.join(args.out, 'checkpoint.pth')}, or choose another --out")
     return args
 
 
@@ -121,8 +144,9 @@ def resumed_args(args, given, p):
         raise models.WeightsError(f"{args.resume}: not a checkpoint.pth of train.py")
     config = {**vars(p.parse_args([])), **ckpt["config"]}  # flags newer than the checkpoint: their defaults
     for k in given - {"resume"}:
-        if k == "model" and args.model != config["model"]:
-            p.error(f"--resume {args.resume}: the checkpoint trains {config['model']!r}, not --model {args.model!r}")
+        if k in ("model", "opt", "schedule", "head") and getattr(args, k) != config[k]:
+            p.error(f"--resume {args.resume}: the checkpoint trains with --{k} {config[k]}, not {getattr(args, k)}; "
+                    f"to change it, start a new run from its weights with --init")
         config[k] = getattr(args, k)
     config["resume"] = args.resume
     if "out" not in given:
@@ -148,21 +172,23 @@ def fingerprint(images, labels):
 class Trainer:
     """Model, optimiser, scheduler and the device-resident data of one run."""
 
-    def __init__(self, args, splits, device):
-        self.args, self.device = args, device
+    def __init__(self, args, splits, device, rank=0, world=1):
+        self.args, self.device, self.rank, self.world = args, device, rank, world
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[args.amp]
-        torch.manual_seed(args.seed)
+        torch.manual_seed(args.seed)  # the same on every rank: one initial network
         self.net = models.build(args.model)
         if args.init and not args.resume:  # a resumed run's own weights replace these anyway
             self.net.load_state_dict(models.load_weights(args.init, expect=args.model)[0].state_dict())
         self.net = self.net.to(device, memory_format=torch.channels_last)
         self.step_net = torch.compile(self.net) if args.compile else self.net
+        if world > 1:  # gradients averaged over the ranks in backward; BatchNorm buffers broadcast from rank 0
+            self.step_net = DDP(self.step_net, device_ids=[device] if device.type == "cuda" else None)
         if args.opt in ("adam", "adamw"):
             adam = torch.optim.Adam if args.opt == "adam" else torch.optim.AdamW
             self.opt = adam(self.net.parameters(), lr=args.lr, weight_decay=args.wd)
         else:
-            self.opt = torch.optim.SGD(self.net.parameters(), lr=args.lr, momentum=args.momentum, nesterov=True,
-                                       weight_decay=args.wd)
+            self.opt = torch.optim.SGD(self.net.parameters(), lr=args.lr, momentum=args.momentum,
+                                       nesterov=args.momentum > 0, weight_decay=args.wd)  # momentum 0: plain SGD
         steps_per_epoch = max(1, len(splits["train"][1]) // min(args.bs, len(splits["train"][1])))
         if args.schedule == "plateau":
             self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=args.plateau_factor,
@@ -174,8 +200,9 @@ class Trainer:
         # The data set, resident on the device: 28,709 x 48 x 48 uint8 = 66 MB.
         self.train_x, self.train_y = (t.to(device) for t in splits["train"])
         self.val_x, self.val_y = splits["val"]
-        self.sampler_gen = torch.Generator().manual_seed(args.seed)  # epoch order (on the host, one draw/epoch)
-        self.aug_gen = torch.Generator(device).manual_seed(args.seed + 1)  # augmentation draws (on the device)
+        self.sampler_gen = torch.Generator().manual_seed(args.seed)  # epoch order: one draw/epoch, alike on all ranks
+        # Augmentation draws, on the device: each rank its own stream (rank 0's is the one-process stream).
+        self.aug_gen = torch.Generator(device).manual_seed(args.seed + 1 + 1000003 * rank)
         self.sample_weights = data.class_weights(splits["train"][1])
         counts = torch.bincount(splits["train"][1], minlength=len(data.CLASSES)).clamp(min=1).float()
         self.loss_weights = (len(counts) * (1 / counts) / (1 / counts).sum()).to(device) \
@@ -199,11 +226,12 @@ class Trainer:
 
     def epoch_order(self):
         """One epoch's indices: the design card's WeightedRandomSampler (with replacement, dataset-length
-        draws), or a permutation. Drawn in one call and copied to the device once per epoch."""
+        draws), or a permutation. Drawn in one call and copied to the device once per epoch. The sampler is
+        torch.multinomial itself, called as WeightedRandomSampler.__iter__ calls it (the same indices from the
+        same generator state) without the trip through a Python list of 28,709 ints that list(sampler) makes."""
         n = len(self.train_y)
         if self.args.sampler == "weighted":
-            sampler = torch.utils.data.WeightedRandomSampler(self.sample_weights, n, generator=self.sampler_gen)
-            order = torch.as_tensor(list(sampler))
+            order = torch.multinomial(self.sample_weights, n, replacement=True, generator=self.sampler_gen)
         else:
             order = torch.randperm(n, generator=self.sampler_gen)
         return order.to(self.device, non_blocking=True)
@@ -232,7 +260,8 @@ class Trainer:
         return loss.detach() * len(y), (logits.argmax(1) == y).sum()
 
     def loss(self, logits, y):
-        return F.cross_entropy(logits.float(), y, weight=self.loss_weights, label_smoothing=self.args.label_smoothing)
+        logits = logits.float().softmax(1) if self.args.head == "softmax" else logits.float()
+        return F.cross_entropy(logits, y, weight=self.loss_weights, label_smoothing=self.args.label_smoothing)
 
     @torch.no_grad()
     def update_ema(self):
@@ -249,26 +278,38 @@ class Trainer:
     def train_epoch(self, desc):
         self.net.train()
         order = self.epoch_order()
-        bs = min(self.args.bs, len(order))
+        bs = min(self.args.bs, len(order) - len(order) % self.world)  # the global batch
         steps = len(order) // bs  # full batches only: BatchNorm needs > 1 sample, and shapes stay static
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        sums = torch.zeros(2, device=self.device)  # loss, correct
         for i in tqdm(range(steps), desc=desc, leave=False, dynamic_ncols=True, file=sys.stdout,
-                      disable=None):
-            idx = order[i * bs:(i + 1) * bs]
+                      disable=None if self.rank == 0 else True):
+            idx = rank_batch(order, i, bs, self.rank, self.world)
             batch_loss, batch_correct = self.train_step(self.train_x[idx], self.train_y[idx])
-            loss_sum += batch_loss
-            correct += batch_correct
-        n = steps * bs
-        return loss_sum.item() / n, correct.item() / n  # the epoch's one sync
+            sums[0] += batch_loss
+            sums[1] += batch_correct
+        if self.world > 1:
+            dist.all_reduce(sums)
+            for b in self.net.buffers():  # rank 0's BatchNorm statistics everywhere, as saved and validated
+                dist.broadcast(b, 0)
+        loss_sum, correct = sums.tolist()  # the epoch's one sync
+        return loss_sum / (steps * bs), correct / (steps * bs)
 
     def state(self, epoch, history, best_val_loss, data_id):
-        return {"config": vars(self.args), "epoch": epoch, "history": history, "best_val_loss": best_val_loss,
+        """Everything --resume needs. Under torchrun every rank calls it (it gathers each rank's augmentation
+        stream); rank 0 writes it."""
+        augment = self.aug_gen.get_state()
+        if self.world > 1:
+            states = [None] * self.world
+            dist.all_gather_object(states, augment.cpu())
+        else:
+            states = [augment.cpu()]
+        return {"config": vars(self.args), "device": self.device.type, "world": self.world,
+                "epoch": epoch, "history": history, "best_val_loss": best_val_loss,
                 "data_id": data_id, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else {}, "ema_updates": self.ema_updates,
                 "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler_gen.get_state(),
-                        "augment": self.aug_gen.get_state().cpu(), "numpy": numpy_rng_state(np.random),
+                        "augment": states[0], "augment_ranks": states, "numpy": numpy_rng_state(np.random),
                         "mix": numpy_rng_state(self.mix_rng),
                         "python": list(random.getstate()[1]),
                         "cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.empty(0)}}
@@ -281,7 +322,16 @@ class Trainer:
         rng = ckpt["rng"]
         torch.set_rng_state(rng["torch"])
         self.sampler_gen.set_state(rng["sampler"])
-        self.aug_gen.set_state(rng["augment"].to(self.aug_gen.get_state().device))
+        augment = rng.get("augment_ranks", [rng["augment"]])
+        own = self.aug_gen.get_state()
+        if ckpt.get("world", 1) == self.world and augment[self.rank].shape == own.shape:
+            self.aug_gen.set_state(augment[self.rank].to(own.device))
+        else:  # a CUDA generator's state does not fit a CPU one, nor 4 ranks' streams 2 ranks
+            self.aug_gen.manual_seed(self.args.seed + 1 + 1000003 * self.rank + 7919 * ckpt["epoch"])
+            if self.rank == 0:
+                print(f"note: {path} was saved by {ckpt.get('world', 1)} process(es) on "
+                      f"{ckpt.get('device', 'another device')}; the augmentation draws continue from a fresh seed, "
+                      f"so the run is not bit-identical to one that never stopped", flush=True)
         set_numpy_rng_state(np.random, rng["numpy"])
         if "mix" in rng:  # checkpoints from before --mixup/--cutmix have no such state
             set_numpy_rng_state(self.mix_rng, rng["mix"])
@@ -289,8 +339,16 @@ class Trainer:
             models.load_state(self.ema, ckpt["ema"] or ckpt["model"], path)
             self.ema_updates = ckpt.get("ema_updates", 0)
         random.setstate((3, tuple(rng["python"]), None))
-        if self.device.type == "cuda" and rng["cuda"].numel():
+        if self.device.type == "cuda" and ckpt.get("device", "cuda") == "cuda" and rng["cuda"].numel():
             torch.cuda.set_rng_state(rng["cuda"])
+
+
+def rank_batch(order, step, bs, rank, world):
+    """This rank's share of global batch `step`: the one-process batch order[step * bs:(step + 1) * bs], cut into
+    `world` consecutive pieces. Every rank draws the same order, so together they see what one process sees."""
+    local = bs // world
+    start = step * bs + rank * local
+    return order[start:start + local]
 
 
 def warmup_cosine(warmup_steps, total_steps):
@@ -311,24 +369,31 @@ def set_numpy_rng_state(rng, state):
     rng.set_state(("MT19937", state["keys"].numpy().astype(np.uint32), *state["rest"]))
 
 
-def evaluate(net, images, labels, device, autocast, batch_size=1024):
-    """Mean cross-entropy and accuracy over a split, batched on the device; one sync at the end."""
+def evaluate(net, images, labels, device, autocast, batch_size=1024, head="logits", rank=0, world=1):
+    """Mean cross-entropy and accuracy over a split, batched on the device; one sync at the end. Under torchrun
+    each rank scores its slice and the sums are added up."""
     net.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    lo, hi = rank * len(labels) // world, (rank + 1) * len(labels) // world
+    sums = torch.zeros(2, device=device)  # loss, correct
     with torch.no_grad(), autocast:
-        for i, x in enumerate(data.batches(images, batch_size, device)):
-            y = labels[i * batch_size:(i + 1) * batch_size].to(device, non_blocking=True)
+        for i, x in enumerate(data.batches(images[lo:hi], batch_size, device)):
+            y = labels[lo + i * batch_size:min(hi, lo + (i + 1) * batch_size)].to(device, non_blocking=True)
             logits = net(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-    return loss_sum.item() / len(labels), correct.item() / len(labels)
+            sums[0] += F.cross_entropy(logits.softmax(1) if head == "softmax" else logits, y, reduction="sum")
+            sums[1] += (logits.argmax(1) == y).sum()
+    if world > 1:
+        dist.all_reduce(sums)
+    loss_sum, correct = sums.tolist()
+    return loss_sum / len(labels), correct / len(labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Outputs, each written atomically so an interrupted run leaves the previous good file
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+# curves.png is redrawn at most this often (and at the end): drawing it took 6.3 s with 350 epochs on the 2-core
+# CPU on a slow day (bench.py's host_curves_ms, 2026-11-25), longer than a GPU epoch; history.csv is written each epoch.
+PLOT_EVERY_S = 30
 
 
 def write_history(out, history):
@@ -376,15 +441,46 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     device = resolve_device(args.device)
+    rank, world = distributed_setup(device)
+    try:
+        run(args, device if world == 1 else distributed_device(device), rank, world)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def distributed_setup(device):
+    """Under torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE): join the process group, NCCL between GPUs,
+    gloo between CPU processes. Returns (rank, world size); (0, 1) for a plain `python train.py`."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return 0, 1
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # one GPU per process
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+def distributed_device(device):
+    return torch.device("cuda", int(os.environ["LOCAL_RANK"])) if device.type == "cuda" else device
+
+
+def run(args, device, rank, world):
+    master = rank == 0  # the one process that prints and writes files
+    say = print if master else (lambda *a, **k: None)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 48x48 shapes: pick the fastest kernels once
+    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    if master:
+        data.check_writable(out, folder=True)  # before the data loads and the hours of training, not after
     splits = data.load(args.data)  # the split is fixed (seed 0) whatever --seed, so evaluate.py sees the same
+    if "train" not in splits:
+        raise data.DataError(f"{args.data}: no training images (it holds {', '.join(splits)} only); it can be "
+                             f"evaluated with evaluate.py, not trained on")
     if args.train_on_val:
         splits["train"] = tuple(torch.cat([a, b]) for a, b in zip(splits["train"], splits["val"]))
     data_id = fingerprint(*splits["train"])
-    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
-    trainer = Trainer(args, splits, device)
+    trainer = Trainer(args, splits, device, rank, world)
     history, best_val_loss, start = [], math.inf, 1
     if args.resume:
         ckpt = models.read_file(args.resume)
@@ -394,63 +490,84 @@ def main(argv=None):
         trainer.load_state(ckpt, args.resume)
         history, best_val_loss, start = ckpt["history"], ckpt["best_val_loss"], ckpt["epoch"] + 1
     args.out = out
-    write_json(os.path.join(out, "config.json"), vars(args))
+    if master:
+        write_json(os.path.join(out, "config.json"), vars(args))
     counts = {k: len(v[1]) for k, v in splits.items()}
-    print(f"{args.model}: {models.count_parameters(trainer.net):,} parameters | {device} "
-          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
-          f" | amp {args.amp} | data {counts} | out {out}")
-    resume_hint = f"python train.py --resume {os.path.join(out, 'checkpoint.pth')}"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    say(f"{args.model}: {models.count_parameters(trainer.net):,} parameters | {device} ({where})"
+        f"{f' x {world} processes, {args.bs // world} images each per step' if world > 1 else ''}"
+        f" | amp {args.amp} | data {counts} | out {out}")
+    checkpoint_path = os.path.join(out, "checkpoint.pth")
+    saved = {"epoch": start - 1}  # the last epoch whose checkpoint.pth is on disk
+    plotted = {"at": -math.inf}
 
     def save_epoch_weights(name, row):  # the validated network (the moving average with --ema) after that epoch
         models.save_weights(os.path.join(out, name), trainer.eval_net, args.model, meta={
             "epoch": row["epoch"], "val_loss": row["val_loss"], "val_acc": row["val_acc"], "config": vars(args)})
 
+    def saved_so_far():  # what Ctrl-C or a failure leaves behind: only what is really on disk
+        done = saved["epoch"]
+        if done < 1:
+            return f"no epoch was finished, so nothing was saved in {out}"
+        return f"epochs 1-{done} are saved in {out}. Resume with: python train.py --resume {checkpoint_path}"
+
     try:
         for epoch in range(start, args.epochs + 1):
             t0 = time.perf_counter()
             train_loss, train_acc = trainer.train_epoch(f"epoch {epoch}/{args.epochs}")
-            if not math.isfinite(train_loss):
-                sys.exit(f"train.py: the training loss became {train_loss} in epoch {epoch}; stopped. The last "
-                         f"good state is {os.path.join(out, 'checkpoint.pth')} (try a lower --lr, or --amp off)")
-            val_loss, val_acc = evaluate(trainer.eval_net, trainer.val_x, trainer.val_y, device, trainer.autocast())
+            if not math.isfinite(train_loss):  # all-reduced: every rank stops together
+                sys.exit(f"train.py: the training loss became {train_loss} in epoch {epoch}; stopped, "
+                         f"{saved_so_far()} (try a lower --lr, or --amp off)" if master else 1)
+            val_loss, val_acc = evaluate(trainer.eval_net, trainer.val_x, trainer.val_y, device, trainer.autocast(),
+                                         head=args.head, rank=rank, world=world)
             lr = trainer.opt.param_groups[0]["lr"]
             if args.schedule == "plateau":
                 trainer.sched.step(val_loss)
             history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                             "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
                             "seconds": time.perf_counter() - t0})
-            if val_loss < best_val_loss or args.train_on_val:  # trained on val: nothing to select by, keep the last
-                best_val_loss = min(val_loss, best_val_loss)
-                save_epoch_weights("model.pth", history[-1])
-            checkpoint = trainer.state(epoch, history, best_val_loss, data_id)
-            models.atomic_save(checkpoint, os.path.join(out, "checkpoint.pth"))
-            write_history(out, history)
-            plot_curves(out, history)
-            line = (f"epoch {epoch:4d} | train loss {train_loss:.4f} acc {100 * train_acc:5.2f}% | val loss "
-                  f"{val_loss:.4f} acc {100 * val_acc:5.2f}% | lr {lr:.2e} | {history[-1]['seconds']:.1f}s")
-            print(line, flush=True)
+            improved = val_loss < best_val_loss
+            best_val_loss = min(val_loss, best_val_loss)
+            checkpoint = trainer.state(epoch, history, best_val_loss, data_id)  # every rank: it gathers
+            if master:
+                if improved or args.train_on_val:  # trained on val: nothing to select by, keep the last
+                    save_epoch_weights("model.pth", history[-1])
+                models.atomic_save(checkpoint, checkpoint_path)
+                saved["epoch"] = epoch
+                write_history(out, history)
+                if time.perf_counter() - plotted["at"] > PLOT_EVERY_S:
+                    plot_curves(out, history)
+                    plotted["at"] = time.perf_counter()
+            say(f"epoch {epoch:4d} | train loss {train_loss:.4f} acc {100 * train_acc:5.2f}% | val loss "
+                f"{val_loss:.4f} acc {100 * val_acc:5.2f}% | lr {lr:.2e} | {history[-1]['seconds']:.1f}s", flush=True)
             best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
             if args.early_stop and epoch - best_epoch >= args.early_stop:
-                print(f"early stop: no better validation loss since epoch {best_epoch}")
+                say(f"early stop: no better validation loss since epoch {best_epoch}")
                 break
     except KeyboardInterrupt:
-        done = history[-1]["epoch"] if history else start - 1
-        sys.exit(f"\ninterrupted; epochs 1-{done} are saved in {out}. Resume with: {resume_hint}")
+        sys.exit(f"\ninterrupted; {saved_so_far()}" if master else 130)
     except torch.cuda.OutOfMemoryError:
-        sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}")
-
-    save_epoch_weights("last.pth", history[-1])  # the end of the schedule: with cosine often the better one
-    best, name = models.load_weights(os.path.join(out, "model.pth"), device)
-    split = "test" if "test" in splits else "val"
-    loss, acc = evaluate(best, *splits[split], device, trainer.autocast())
-    kept = f"last epoch's weights (epoch {history[-1]['epoch']}, trained on val too)" if args.train_on_val else \
-        f"best weights (epoch {min(history, key=lambda r: r['val_loss'])['epoch']})"
-    print(f"{kept}: {split} accuracy {100 * acc:.2f}% (loss {loss:.4f}) -> {os.path.join(out, 'model.pth')}; "
-          f"last epoch's -> {os.path.join(out, 'last.pth')}")
+        sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}" if master else 1)
+    except (data.DataError, models.WeightsError) as e:  # an output that could not be written (a full disk)
+        raise type(e)(f"{e}; {saved_so_far()}") from None
+    if not history:
+        return
+    if master:
+        plot_curves(out, history)  # the last epochs too, whenever the last drawing was
+        save_epoch_weights("last.pth", history[-1])  # the end of the schedule: with cosine often the better one
+        best, name = models.load_weights(os.path.join(out, "model.pth"), device)
+        split = "test" if "test" in splits else "val"
+        loss, acc = evaluate(best, *splits[split], device, trainer.autocast(), head=args.head)
+        kept = f"last epoch's weights (epoch {history[-1]['epoch']}, trained on val too)" if args.train_on_val else \
+            f"best weights (epoch {min(history, key=lambda r: r['val_loss'])['epoch']})"
+        print(f"{kept}: {split} accuracy {100 * acc:.2f}% (loss {loss:.4f}) -> {os.path.join(out, 'model.pth')}; "
+              f"last epoch's -> {os.path.join(out, 'last.pth')}")
 
 
 if __name__ == "__main__":
     try:
         main()
     except (data.DataError, models.WeightsError) as e:
-        sys.exit(f"train.py: {e}")
+        sys.exit(f"train.py: {e}" if int(os.environ.get("RANK", 0)) == 0 else 1)  # said once, not once per rank
+    except KeyboardInterrupt:  # before the first epoch (loading the data): nothing to keep
+        sys.exit("\ntrain.py: interrupted" if int(os.environ.get("RANK", 0)) == 0 else 130)

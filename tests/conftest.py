@@ -23,4 +23,4 @@ def run_script(script, *args, cwd=None):
     """Runs one of the project's scripts as a user would; returns the CompletedProcess."""
     import subprocess
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+                          text=True, cwd=cwd, timeout=1800)

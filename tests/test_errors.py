@@ -82,8 +82,8 @@ def test_image_folders_with_unknown_classes_or_unreadable_images(tmp_path, faces
     (["--epochs", "ten"], "--epochs: invalid int value"),
     (["--model", "alexnet"], "--model: invalid choice"),
     (["--amp", "fp16", "--device", "cpu"], "--amp fp16 needs a CUDA GPU"),
-    (["--ema", "1"], "--ema is a decay in [0, 1)"),
-    (["--mixup=-0.2"], "--mixup and --cutmix are >= 0"),
+    (["--ema", "1"], "--ema must be a decay in [0, 1)"),
+    (["--mixup=-0.2"], "--mixup must be >= 0"),
     (["--train-on-val", "--early-stop", "5"], "use one of them"),
 ])
 def test_bad_flags_are_usage_errors(flags, needle):

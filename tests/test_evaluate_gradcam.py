@@ -171,6 +171,27 @@ def test_gradcam_leaves_the_model_as_it_found_it(net):
     assert all(not m._forward_hooks and not m._backward_hooks for m in net.modules())  # hooks removed
 
 
+def test_gradcam_restores_each_submodules_own_mode(net):
+    net.train()
+    net.head[3].eval()  # a dropout deliberately off while the rest trains
+    gradcam.gradcam(net, batch(), "stage3.3")
+    assert net.training and net.stage1.training and not net.head[3].training
+    net.eval()
+
+
+def test_gradcam_works_inside_inference_mode_and_stops_backward_at_the_layer(net):
+    x = batch()
+    expected, _ = gradcam.gradcam(net, x, "stage2.2")
+    with torch.inference_mode():
+        maps, logits = gradcam.gradcam(net, x.clone(), "stage2.2")
+    assert torch.allclose(maps, expected, atol=1e-6)
+    seen = []  # backward must not reach the stem, below the explained layer
+    hook = net.stem[0].register_full_backward_hook(lambda *a: seen.append(1))
+    gradcam.gradcam(net, x, "stage2.2")
+    hook.remove()
+    assert seen == []
+
+
 def test_gradcam_cli_on_a_split_and_on_user_images(weights, tmp_path):
     r = run_script("gradcam.py", "--weights", weights, "--data", "synthetic", "--n", 6, "--out", tmp_path / "g.png")
     assert r.returncode == 0, r.stderr

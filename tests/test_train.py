@@ -1,6 +1,7 @@
 """train.py end to end on synthetic faces: it learns, writes every output, resumes exactly, stops cleanly."""
 import csv
 import json
+import math
 import os
 
 import pytest
@@ -13,6 +14,9 @@ from conftest import run_script
 
 # A short, quick recipe: the report's network on 2,400 synthetic faces, small batches so it takes enough steps.
 QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
+# The loop's own behaviour (resume, moving average, interruptions) does not depend on the network: the MLP runs it
+# in seconds where the ResNet takes minutes on two cores.
+LOOP = QUICK + ["--model", "mlp"]
 
 
 def history(out):
@@ -92,8 +96,8 @@ def test_the_reports_recipe_is_the_default():
     assert args.amp == "bf16" and args.data == "data/fer2013.csv"
 
 
-@pytest.mark.parametrize("extra", [[], ["--ema", "0.99", "--mixup", "0.4", "--cutmix", "1.0"]],
-                         ids=["plain", "ema+mixup+cutmix"])
+@pytest.mark.parametrize("extra", [["--model", "mlp"], ["--ema", "0.99", "--mixup", "0.4", "--cutmix", "1.0"]],
+                         ids=["plain", "ema+mixup+cutmix"])  # the second on the ResNet: BatchNorm buffers too
 def test_resume_continues_exactly(tmp_path, extra):
     """--epochs 2 in one go == --epochs 1, then --resume to 2 (every column but the wall-clock seconds)."""
     base = QUICK + ["--seed", "5"] + extra
@@ -113,7 +117,7 @@ def test_resume_continues_exactly(tmp_path, extra):
 
 
 def test_with_ema_the_saved_weights_are_the_average(tmp_path):
-    train.main(QUICK + ["--epochs", "1", "--ema", "0.9", "--out", str(tmp_path)])
+    train.main(LOOP + ["--epochs", "1", "--ema", "0.9", "--out", str(tmp_path)])
     ckpt = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
     for name in ("model.pth", "last.pth"):
         saved = torch.load(tmp_path / name, weights_only=True)["state_dict"]
@@ -122,7 +126,7 @@ def test_with_ema_the_saved_weights_are_the_average(tmp_path):
 
 
 def test_train_on_val_trains_on_both_and_keeps_the_last_epoch(tmp_path, capsys):
-    train.main(QUICK + ["--epochs", "2", "--train-on-val", "--out", str(tmp_path)])
+    train.main(LOOP + ["--epochs", "2", "--train-on-val", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "'train': 2700" in out  # synthetic: 2,400 train + 300 validation faces
     assert "last epoch's weights (epoch 2, trained on val too)" in out
@@ -131,7 +135,7 @@ def test_train_on_val_trains_on_both_and_keeps_the_last_epoch(tmp_path, capsys):
 
 def test_resume_refuses_other_data_or_another_model(tmp_path, capsys):
     out = tmp_path / "run"
-    train.main(QUICK + ["--epochs", "1", "--out", str(out)])
+    train.main(LOOP + ["--epochs", "1", "--out", str(out)])
     other = tmp_path / "other.csv"
     assert run_script("data.py", "--synthetic", other, "--n", 300).returncode == 0
     r = run_script("train.py", "--resume", out / "checkpoint.pth", "--data", other, "--epochs", "2")
@@ -142,7 +146,7 @@ def test_resume_refuses_other_data_or_another_model(tmp_path, capsys):
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    train.main(QUICK + ["--epochs", "1", "--out", str(out)])
+    train.main(LOOP + ["--epochs", "1", "--out", str(out)])
     good = (out / "checkpoint.pth").read_bytes()
     real_step = train.Trainer.train_step
 
@@ -170,16 +174,16 @@ def test_ctrl_c_keeps_the_finished_epochs_and_prints_the_resume_command(tmp_path
 
     monkeypatch.setattr(train.Trainer, "train_epoch", interrupted_in_epoch_2)
     with pytest.raises(SystemExit, match=r"epochs 1-1 are saved .* python train.py --resume .*checkpoint.pth"):
-        train.main(QUICK + ["--epochs", "3", "--out", str(out)])
+        train.main(LOOP + ["--epochs", "3", "--out", str(out)])
     ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
     assert ckpt["epoch"] == 1 and len(history(out)) == 1
 
 
 def test_resume_refuses_another_model(tmp_path):
     out = tmp_path / "run"
-    train.main(QUICK + ["--epochs", "1", "--out", str(out)])
+    train.main(LOOP + ["--epochs", "1", "--out", str(out)])
     r = run_script("train.py", "--resume", out / "checkpoint.pth", "--model", "cnn3")
-    assert r.returncode == 2 and "the checkpoint trains 'resnet', not --model 'cnn3'" in r.stderr
+    assert r.returncode == 2 and "the checkpoint trains with --model mlp, not cnn3" in r.stderr
 
 
 def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
@@ -188,4 +192,29 @@ def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train.Trainer, "train_epoch", oom)
     with pytest.raises(SystemExit, match="out of GPU memory at --bs 32; try --bs 16"):
-        train.main(QUICK + ["--epochs", "1", "--out", str(tmp_path)])
+        train.main(LOOP + ["--epochs", "1", "--out", str(tmp_path)])
+
+
+def test_the_weighted_order_is_weighted_random_samplers_own_draw():
+    """The loop calls torch.multinomial as WeightedRandomSampler does, without its Python list: the same indices."""
+    args = train.parse_args(QUICK)
+    trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
+    sampler = torch.utils.data.WeightedRandomSampler(trainer.sample_weights, len(trainer.train_y),
+                                                     generator=torch.Generator().manual_seed(args.seed))
+    expected = iter(sampler)
+    for _ in range(2):  # two epochs: the generator advances alike
+        assert trainer.epoch_order().tolist() == [next(expected) for _ in range(len(trainer.train_y))]
+        expected = iter(sampler)
+
+
+def test_the_softmax_head_puts_a_softmax_before_the_cross_entropy():
+    """--head softmax is the report's Softmax + CrossEntropyLoss: its loss cannot fall below log(1 + 6/e) = 1.169
+    even for a perfectly sure, right answer, which is what squashes the gradients."""
+    import torch.nn.functional as F
+    args = train.parse_args(QUICK + ["--head", "softmax"])
+    trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
+    logits, y = torch.randn(5, 7), torch.tensor([0, 1, 2, 3, 4])
+    assert torch.allclose(trainer.loss(logits, y), F.cross_entropy(F.softmax(logits, 1), y))
+    sure = torch.full((1, 7), -50.0).index_fill_(1, torch.tensor([3]), 50.0)
+    assert trainer.loss(sure, torch.tensor([3])).item() == pytest.approx(math.log(1 + 6 / math.e), abs=1e-4)
+    assert train.make_parser().parse_args([]).head == "logits"  # the default stays logits

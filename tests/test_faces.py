@@ -1,0 +1,187 @@
+"""Faces in photos and video: the crop geometry (with a stand-in detector: Haar cascades find no synthetic face),
+evaluate.py / gradcam.py / camera.py on photos and a video the tests make, and the real detector on FER2013
+faces pasted into scenes when ../shared is there."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import camera
+import data
+import faces
+import gradcam
+import model as models
+from conftest import FER_DEV
+from test_user_mistakes import run_main
+
+HAS_OPENCV = True
+try:
+    faces.opencv()
+except data.DataError:
+    HAS_OPENCV = False
+needs_opencv = pytest.mark.skipif(not HAS_OPENCV, reason="OpenCV (requirements-faces.txt) is not installed")
+
+
+class StandIn:
+    """A detector that 'finds' the boxes it was given, whatever the picture."""
+    boxes = np.zeros((0, 4), np.int64)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, grey):
+        return np.array(self.boxes, dtype=np.int64).reshape(-1, 4)
+
+
+def scene_with(face, x, y, scale=3, size=(240, 320)):
+    """A 48x48 face enlarged `scale` times (nearest pixel) into a mid-grey picture at (x, y)."""
+    scene = np.full(size, 100, np.uint8)
+    big = face.repeat(scale, 0).repeat(scale, 1)
+    scene[y:y + big.shape[0], x:x + big.shape[1]] = big
+    return scene
+
+
+@pytest.fixture(scope="module")
+def face():
+    return data.synthetic_faces(7, seed=3)[0][3]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "resnet.pth"
+    torch.manual_seed(0)
+    models.save_weights(path, models.build("resnet"), "resnet")
+    return path
+
+
+def test_the_box_cut_without_margin_is_the_face_itself(face):
+    grey = scene_with(face, 50, 30)
+    assert np.array_equal(faces.crop(grey, (50, 30, 144, 144), margin=0.0), face)
+
+
+def test_the_margin_widens_the_square_on_every_side(face):
+    grey = scene_with(face, 90, 60, scale=2)  # 96 px face: with 25% margin the cut is 144 px, the face its middle
+    cut = faces.crop(grey, (90, 60, 96, 96), margin=0.25)
+    assert cut.shape == (48, 48)
+    small = np.asarray(Image.fromarray(face).resize((32, 32), Image.BOX)).astype(int)
+    assert np.abs(cut[8:40, 8:40].astype(int) - small).mean() < 12
+    assert (cut[:8] == 100).all() and (cut[:, :8] == 100).all()  # the grey around the face
+
+
+def test_a_face_at_the_edge_is_padded_with_edge_pixels_not_black():
+    grey = np.full((240, 320), 200, np.uint8)
+    cut = faces.crop(grey, (0, 0, 100, 100), margin=0.2)  # the square reaches 20 px past the top and left edges
+    assert cut.shape == (48, 48) and (cut == 200).all()
+
+
+def test_a_box_that_is_not_square_is_cut_square_around_its_centre(face):
+    grey = scene_with(face, 50, 30)
+    assert np.array_equal(faces.crop(grey, (50, 60, 144, 84), margin=0.0), face)  # centre (122, 102), side 144
+
+
+def test_find_says_why_a_picture_is_classified_whole(face, monkeypatch):
+    assert faces.find(face, StandIn())[2] == "a face crop already"
+    assert faces.find(scene_with(face, 10, 10), StandIn())[2] == "no face found"
+    assert "pip install -r requirements-faces.txt" in faces.find(scene_with(face, 10, 10), None)[2]
+    monkeypatch.setattr(StandIn, "boxes", [[10, 10, 144, 144]])
+    boxes, crops, how = faces.find(scene_with(face, 10, 10), StandIn())
+    assert how == "faces" and boxes.tolist() == [[10, 10, 144, 144]] and np.array_equal(crops[0], face)
+
+
+def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, capsys, monkeypatch, face, weights):
+    scene = scene_with(face, 20, 20)
+    scene[20:164, 170:314] = face.repeat(3, 0).repeat(3, 1)[:, ::-1]  # a second face, mirrored
+    Image.fromarray(scene).convert("RGB").save(tmp_path / "two.jpg", quality=95)
+    Image.fromarray(face).save(tmp_path / "crop.png")
+    monkeypatch.setattr(faces, "HaarDetector", StandIn)
+    monkeypatch.setattr(StandIn, "boxes", [[20, 20, 144, 144], [170, 20, 144, 144]])
+    code, out, err = run_main(capsys, "evaluate.py", "--weights", weights, "--images", tmp_path / "two.jpg",
+                              tmp_path / "crop.png", "--out", tmp_path / "marked", "--json", tmp_path / "f.json")
+    assert code == 0, err
+    assert "two.jpg: 2 faces" in out and "face 2 at x=170 y=20 w=144 h=144: " in out
+    assert "crop.png (classified whole: a face crop already): " in out
+    found = json.loads((tmp_path / "f.json").read_text())["images"]
+    assert [f["box"] for f in found[0]["faces"]] == [[20, 20, 144, 144], [170, 20, 144, 144]]
+    assert found[1]["whole"] and found[1]["faces"][0]["box"] == [0, 0, 48, 48]
+    probs = found[0]["faces"][0]["probs"]
+    assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-4
+    assert found[0]["faces"][0]["emotion"] == data.CLASSES[int(np.argmax(probs))]
+    marked = np.asarray(Image.open(tmp_path / "marked" / "two_faces.png"))
+    green = (marked[:, :, 1] > 200) & (marked[:, :, 0] < 60) & (marked[:, :, 2] < 60)
+    assert marked.shape == (240, 320, 3) and green[40:160, 20].mean() > 0.9  # the photo, with a green box
+
+
+def test_without_opencv_a_photo_is_classified_whole_and_says_how_to_install(tmp_path, capsys, monkeypatch, face,
+                                                                              weights):
+    def missing():
+        raise data.DataError("finding faces needs OpenCV, an optional extra: pip install -r requirements-faces.txt")
+
+    monkeypatch.setattr(faces, "opencv", missing)
+    Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
+    code, out, err = run_main(capsys, "evaluate.py", "--weights", weights, "--images", tmp_path / "photo.png")
+    assert code == 0 and "(classified whole: no face finding without OpenCV: pip install -r requirements-faces.txt)" \
+        in out, err
+    code, _, err = run_main(capsys, "camera.py", "--weights", weights, "--source", "x.mp4", "--out",
+                            tmp_path / "a.mp4")
+    assert code == 1 and err.strip() == "camera.py: finding faces needs OpenCV, an optional extra: pip install " \
+                                        "-r requirements-faces.txt"
+
+
+def test_gradcam_explains_every_face_in_a_photo(tmp_path, capsys, monkeypatch, face, weights):
+    Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
+    monkeypatch.setattr(faces, "HaarDetector", StandIn)
+    monkeypatch.setattr(StandIn, "boxes", [[20, 20, 144, 144], [200, 100, 100, 100]])
+    code, out, err = run_main(capsys, "gradcam.py", "--weights", weights, "--images", tmp_path / "photo.png",
+                              "--out", tmp_path / "cam.png")
+    assert code == 0, err
+    assert "photo.png #1: predicted" in out and "photo.png #2: predicted" in out and (tmp_path / "cam.png").exists()
+
+
+def test_smoothing_follows_a_face_and_averages_its_probabilities():
+    a, b = np.eye(7)[3], np.eye(7)[4]
+    tracks = camera.smooth([], [(10, 10, 100, 100)], [a])
+    tracks = camera.smooth(tracks, [(14, 12, 100, 100), (300, 10, 100, 100)], [b, b])  # moved a little; a new one
+    assert np.allclose(tracks[0][1], camera.SMOOTH * a + (1 - camera.SMOOTH) * b)
+    assert np.allclose(tracks[1][1], b)
+
+
+@needs_opencv
+def test_camera_annotates_a_video_frame_by_frame(tmp_path, capsys, monkeypatch, face, weights):
+    import cv2
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for k in range(8):
+        writer.write(cv2.cvtColor(scene_with(face, 20 + 4 * k, 30), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    monkeypatch.setattr(faces, "HaarDetector", StandIn)
+    monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144]])
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code, out, err = run_main(capsys, "camera.py", "--weights", weights, "--source", video, "--out",
+                              tmp_path / "out.avi")
+    assert code == 0, err
+    assert "8 frames of 320x240" in out and "frames/s (finding faces" in out and "classifying" in out
+    cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    ok, frame = cap.read()
+    assert ok and frame.shape == (240, 320, 3)
+    code, _, err = run_main(capsys, "camera.py", "--weights", weights, "--source", video)
+    assert code == 2 and "no display" in err and "--out" in err and len(err.strip().splitlines()) == 1
+
+
+@needs_opencv
+@pytest.mark.skipif(not os.path.exists(FER_DEV), reason="needs ../shared/fer2013/fer2013_dev.csv.gz")
+def test_the_haar_detector_finds_fer2013_faces_pasted_into_scenes():
+    images, _ = data.load(FER_DEV)["val"]
+    rng = np.random.default_rng(0)
+    detect = faces.HaarDetector()
+    found, false = 0, 0
+    for k in range(16):
+        scene, truth = faces.paste(rng, faces.textured_scene(rng, 240, 320), images[k * 37].numpy())
+        boxes = detect(scene)
+        found += any(faces.matches(b, truth) for b in boxes)
+        false += sum(not faces.matches(b, truth) for b in boxes)
+    assert found >= 5 and false <= 4, (found, false)  # measured at n=16: see README, "Your photos and camera"
