@@ -110,8 +110,9 @@ def top3(probs):
 
 def predict_files(nets, args, device):
     """Every face in every picture: one line per picture classified whole, else a line per face with its box."""
+    from PIL import Image
     found = []
-    for path, grey, boxes, crops, how in faces.find_in_files(args.images):
+    for path, _, boxes, crops, how in faces.find_in_files(args.images):
         probs = predict_proba(nets, torch.from_numpy(crops), device, args.tta)  # one batch per picture
         if how == "faces":
             print(f"{path}: {len(boxes)} face{'s' * (len(boxes) > 1)}")
@@ -126,7 +127,6 @@ def predict_files(nets, args, device):
             texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * float(pr.max()):.0f}%" for pr in probs]
             marked = faces.label_faces(faces.read_rgb(path), boxes, texts)
             name = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + "_faces.png")
-            from PIL import Image
             data.atomic_write(name, lambda t: Image.fromarray(marked).save(t))
             print(f"  wrote {name}")
     if args.json:
