@@ -14,7 +14,6 @@ import sys
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 

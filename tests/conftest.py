@@ -1,4 +1,8 @@
+import contextlib
+import io
 import os
+import runpy
+import subprocess
 import sys
 
 import pytest
@@ -11,6 +15,28 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 import data  # noqa: E402
 
 FER_DEV = os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")
+# A short, quick recipe: the report's network on 2,400 synthetic faces, small batches so it takes enough steps.
+QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
+
+
+@pytest.fixture(scope="session")
+def fer2013():
+    """The real FER2013 Training + PublicTest splits from ../shared, read once (it takes a minute on a slow
+    machine); the tests that use it skip where the file is not there."""
+    if not os.path.exists(FER_DEV):
+        pytest.skip("../shared/fer2013/fer2013_dev.csv.gz is not here")
+    return data.load(FER_DEV)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One 6-epoch run of the report's network, shared by the training tests and, as trained weights whose
+    predictions are not all one class, by evaluate.py's and Grad-CAM's (a minute on 2 cores, ten on a slow day):
+    (output folder, the finished run)."""
+    out = tmp_path_factory.mktemp("run")
+    r = run_script("train.py", *QUICK, "--epochs", "6", "--out", out)
+    assert r.returncode == 0, r.stderr
+    return out, r
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +46,26 @@ def faces():
 
 
 def run_script(script, *args, cwd=None):
-    """Runs one of the project's scripts as a user would; returns the CompletedProcess."""
-    import subprocess
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=1800)
+    """`python SCRIPT ARGS` as a user runs it, through the script's own __main__ block, but in this process:
+    starting an interpreter and importing torch costs more than most tests (35-60 s each on a slow CI machine).
+    Returns a CompletedProcess: the exit code and what was printed. Tests that need a real process (pipes,
+    torchrun) use subprocess themselves."""
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    argv, here = sys.argv, os.getcwd()
+    sys.argv = [script, *map(str, args)]
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(os.path.join(ROOT, script), run_name="__main__")
+            except SystemExit as e:  # sys.exit("text") prints the text and exits 1, as Python does
+                if isinstance(e.code, int) or e.code is None:
+                    code = e.code or 0
+                else:
+                    code = 1
+                    print(e.code, file=sys.stderr)
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())

@@ -1,6 +1,5 @@
 """data.py: every FER2013 layout reads to the same tensors; splits; synthetic faces; the Dataset."""
 import gzip
-import os
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 from PIL import Image
 
 import data
-from conftest import FER_DEV, run_script
+from conftest import run_script
 
 
 def pixel_strings(images):
@@ -165,8 +164,7 @@ def test_cli_explores_a_data_set(tmp_path):
     assert (tmp_path / "samples.png").stat().st_size > 5000
 
 
-@pytest.mark.skipif(not os.path.exists(FER_DEV), reason="../shared/fer2013 is not here")
-def test_real_fer2013_dev_file_loads():
-    splits = data.load(FER_DEV)
+def test_real_fer2013_dev_file_loads(fer2013):
+    splits = fer2013
     assert len(splits["train"][1]) == 28709 and len(splits["val"][1]) == 3589
     assert torch.bincount(splits["train"][1]).tolist() == [3995, 436, 4097, 7215, 4830, 3171, 4965]  # the report's

@@ -2,7 +2,6 @@
 evaluate.py / gradcam.py / camera.py on photos and a video the tests make, and the real detector on FER2013
 faces pasted into scenes when ../shared is there."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,9 +11,7 @@ from PIL import Image
 import camera
 import data
 import faces
-import gradcam
 import model as models
-from conftest import FER_DEV
 from test_user_mistakes import run_main
 
 HAS_OPENCV = True
@@ -91,14 +88,14 @@ def test_find_says_why_a_picture_is_classified_whole(face, monkeypatch):
     assert how == "faces" and boxes.tolist() == [[10, 10, 144, 144]] and np.array_equal(crops[0], face)
 
 
-def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, capsys, monkeypatch, face, weights):
+def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkeypatch, face, weights):
     scene = scene_with(face, 20, 20)
     scene[20:164, 170:314] = face.repeat(3, 0).repeat(3, 1)[:, ::-1]  # a second face, mirrored
     Image.fromarray(scene).convert("RGB").save(tmp_path / "two.jpg", quality=95)
     Image.fromarray(face).save(tmp_path / "crop.png")
     monkeypatch.setattr(faces, "HaarDetector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[20, 20, 144, 144], [170, 20, 144, 144]])
-    code, out, err = run_main(capsys, "evaluate.py", "--weights", weights, "--images", tmp_path / "two.jpg",
+    code, out, err = run_main("evaluate.py", "--weights", weights, "--images", tmp_path / "two.jpg",
                               tmp_path / "crop.png", "--out", tmp_path / "marked", "--json", tmp_path / "f.json")
     assert code == 0, err
     assert "two.jpg: 2 faces" in out and "face 2 at x=170 y=20 w=144 h=144: " in out
@@ -114,27 +111,27 @@ def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, capsys
     assert marked.shape == (240, 320, 3) and green[40:160, 20].mean() > 0.9  # the photo, with a green box
 
 
-def test_without_opencv_a_photo_is_classified_whole_and_says_how_to_install(tmp_path, capsys, monkeypatch, face,
+def test_without_opencv_a_photo_is_classified_whole_and_says_how_to_install(tmp_path, monkeypatch, face,
                                                                               weights):
     def missing():
         raise data.DataError("finding faces needs OpenCV, an optional extra: pip install -r requirements-faces.txt")
 
     monkeypatch.setattr(faces, "opencv", missing)
     Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
-    code, out, err = run_main(capsys, "evaluate.py", "--weights", weights, "--images", tmp_path / "photo.png")
+    code, out, err = run_main("evaluate.py", "--weights", weights, "--images", tmp_path / "photo.png")
     assert code == 0 and "(classified whole: no face finding without OpenCV: pip install -r requirements-faces.txt)" \
         in out, err
-    code, _, err = run_main(capsys, "camera.py", "--weights", weights, "--source", "x.mp4", "--out",
+    code, _, err = run_main("camera.py", "--weights", weights, "--source", "x.mp4", "--out",
                             tmp_path / "a.mp4")
     assert code == 1 and err.strip() == "camera.py: finding faces needs OpenCV, an optional extra: pip install " \
                                         "-r requirements-faces.txt"
 
 
-def test_gradcam_explains_every_face_in_a_photo(tmp_path, capsys, monkeypatch, face, weights):
+def test_gradcam_explains_every_face_in_a_photo(tmp_path, monkeypatch, face, weights):
     Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
     monkeypatch.setattr(faces, "HaarDetector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[20, 20, 144, 144], [200, 100, 100, 100]])
-    code, out, err = run_main(capsys, "gradcam.py", "--weights", weights, "--images", tmp_path / "photo.png",
+    code, out, err = run_main("gradcam.py", "--weights", weights, "--images", tmp_path / "photo.png",
                               "--out", tmp_path / "cam.png")
     assert code == 0, err
     assert "photo.png #1: predicted" in out and "photo.png #2: predicted" in out and (tmp_path / "cam.png").exists()
@@ -149,7 +146,7 @@ def test_smoothing_follows_a_face_and_averages_its_probabilities():
 
 
 @needs_opencv
-def test_camera_annotates_a_video_frame_by_frame(tmp_path, capsys, monkeypatch, face, weights):
+def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, weights):
     import cv2
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
@@ -160,7 +157,7 @@ def test_camera_annotates_a_video_frame_by_frame(tmp_path, capsys, monkeypatch, 
     monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144]])
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    code, out, err = run_main(capsys, "camera.py", "--weights", weights, "--source", video, "--out",
+    code, out, err = run_main("camera.py", "--weights", weights, "--source", video, "--out",
                               tmp_path / "out.avi")
     assert code == 0, err
     assert "8 frames of 320x240" in out and "frames/s (finding faces" in out and "classifying" in out
@@ -168,14 +165,13 @@ def test_camera_annotates_a_video_frame_by_frame(tmp_path, capsys, monkeypatch, 
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     ok, frame = cap.read()
     assert ok and frame.shape == (240, 320, 3)
-    code, _, err = run_main(capsys, "camera.py", "--weights", weights, "--source", video)
+    code, _, err = run_main("camera.py", "--weights", weights, "--source", video)
     assert code == 2 and "no display" in err and "--out" in err and len(err.strip().splitlines()) == 1
 
 
 @needs_opencv
-@pytest.mark.skipif(not os.path.exists(FER_DEV), reason="needs ../shared/fer2013/fer2013_dev.csv.gz")
-def test_the_haar_detector_finds_fer2013_faces_pasted_into_scenes():
-    images, _ = data.load(FER_DEV)["val"]
+def test_the_haar_detector_finds_fer2013_faces_pasted_into_scenes(fer2013):
+    images, _ = fer2013["val"]
     rng = np.random.default_rng(0)
     detect = faces.HaarDetector()
     found, false = 0, 0

@@ -9,7 +9,7 @@ import torch
 import data
 import evaluate
 import model as models
-from conftest import FER_DEV, ROOT
+from conftest import ROOT
 
 SHIPPED = {"resnet.pth": "resnet", "best.pth": "vgg"}
 
@@ -26,16 +26,15 @@ def test_shipped_weights_are_fp16_state_dicts_under_16_mb(name):
     assert net(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
 
-@pytest.mark.skipif(not os.path.exists(FER_DEV), reason="../shared/fer2013 is not here")
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_weights_reproduce_the_readme_on_publictest(name):
+def test_shipped_weights_reproduce_the_readme_on_publictest(name, fer2013):
     stem = name.removesuffix(".pth")
     published = json.load(open(os.path.join(ROOT, "weights", f"{stem}_publictest.json")))
     readme = open(os.path.join(ROOT, "README.md")).read()
-    line = next(s for s in readme.splitlines() if f"--weights weights/{name} --data" in s and "--tta" not in s)
+    line = next(s for s in readme.splitlines() if f"evaluate.py --weights weights/{name} --data" in s and "--tta" not in s)
     assert re.search(r"# (\d+\.\d+)%", line).group(1) == f"{100 * published['accuracy']:.2f}"
 
-    images, labels = data.load(FER_DEV)["val"]
+    images, labels = fer2013["val"]
     probs = evaluate.predict_proba(evaluate.load_nets([os.path.join(ROOT, "weights", name)], "cpu"), images,
                                    torch.device("cpu"))
     assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])

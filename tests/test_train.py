@@ -1,5 +1,6 @@
 """train.py end to end on synthetic faces: it learns, writes every output, resumes exactly, stops cleanly."""
 import csv
+import functools
 import json
 import math
 import os
@@ -10,10 +11,8 @@ import torch
 import data
 import model as models
 import train
-from conftest import run_script
+from conftest import QUICK, run_script
 
-# A short, quick recipe: the report's network on 2,400 synthetic faces, small batches so it takes enough steps.
-QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
 # The loop's own behaviour (resume, moving average, interruptions) does not depend on the network: the MLP runs it
 # in seconds where the ResNet takes minutes on two cores.
 LOOP = QUICK + ["--model", "mlp"]
@@ -22,15 +21,6 @@ LOOP = QUICK + ["--model", "mlp"]
 def history(out):
     with open(os.path.join(out, "history.csv")) as f:
         return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One 6-epoch run shared by the tests below (about a minute on 2 cores)."""
-    out = tmp_path_factory.mktemp("run")
-    r = run_script("train.py", *QUICK, "--epochs", "6", "--out", out)
-    assert r.returncode == 0, r.stderr
-    return out, r
 
 
 def test_training_beats_chance_clearly(trained):
@@ -98,8 +88,10 @@ def test_the_reports_recipe_is_the_default():
 
 @pytest.mark.parametrize("extra", [["--model", "mlp"], ["--ema", "0.99", "--mixup", "0.4", "--cutmix", "1.0"]],
                          ids=["plain", "ema+mixup+cutmix"])  # the second on the ResNet: BatchNorm buffers too
-def test_resume_continues_exactly(tmp_path, extra):
+def test_resume_continues_exactly(tmp_path, monkeypatch, extra):
     """--epochs 2 in one go == --epochs 1, then --resume to 2 (every column but the wall-clock seconds)."""
+    # Exactness does not need many faces: 600 make the ResNet's four epochs cheap on a slow machine.
+    monkeypatch.setattr(data, "load", functools.partial(data.load, n_synthetic=600))
     base = QUICK + ["--seed", "5"] + extra
     assert train.main(base + ["--epochs", "2", "--out", str(tmp_path / "straight")]) is None
     assert train.main(base + ["--epochs", "1", "--out", str(tmp_path / "split")]) is None

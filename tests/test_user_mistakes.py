@@ -7,11 +7,8 @@ import errno
 import gzip
 import io
 import lzma
-import os
 import pickle
-import runpy
 import struct
-import sys
 import zipfile
 import zlib
 
@@ -21,25 +18,16 @@ import torch
 
 import data
 import model as models
-from conftest import ROOT
+from conftest import run_script
 
 PIXELS = " ".join(["128"] * 2304)
 FAST = ["--data", "synthetic", "--device", "cpu", "--model", "mlp", "--bs", "64", "--amp", "off"]
 
 
-def run_main(capsys, script, *args):
-    """`python SCRIPT ARGS` in this process: (exit code, stdout, stderr)."""
-    argv = sys.argv
-    sys.argv = [script, *map(str, args)]
-    code, said = 0, ""
-    try:
-        runpy.run_path(os.path.join(ROOT, script), run_name="__main__")
-    except SystemExit as e:  # sys.exit("text") prints the text and exits 1, as Python does
-        code, said = (e.code, "") if isinstance(e.code, int) or e.code is None else (1, str(e.code))
-    finally:
-        sys.argv = argv
-    out = capsys.readouterr()
-    return code or 0, out.out, out.err + said
+def run_main(script, *args):
+    """`python SCRIPT ARGS`, in this process: (exit code, stdout, stderr)."""
+    r = run_script(script, *args)
+    return r.returncode, r.stdout, r.stderr
 
 
 def one_line(result, code, *words):
@@ -91,21 +79,21 @@ def test_two_folders_for_one_split_are_refused(tmp_path, faces):
         data.load(str(image_tree(tmp_path, ("train", "test", "testing"), faces)))
 
 
-def test_test_rows_only_evaluate_and_refuse_to_train(tmp_path, capsys, weights):
+def test_test_rows_only_evaluate_and_refuse_to_train(tmp_path, weights):
     path = kaggle_csv(tmp_path / "test.csv", ["PublicTest"] * 7 + ["PrivateTest"] * 7)
     splits = data.load(str(path))
     assert sorted(splits) == ["test", "val"]
-    code, out, _ = run_main(capsys, "evaluate.py", "--weights", weights, "--data", path, "--out", tmp_path)
+    code, out, _ = run_main("evaluate.py", "--weights", weights, "--data", path, "--out", tmp_path)
     assert code == 0 and "on test: accuracy" in out and "on 7 images" in out
-    one_line(run_main(capsys, "train.py", "--data", path, "--epochs", "1", "--out", tmp_path / "run"), 1,
+    one_line(run_main("train.py", "--data", path, "--epochs", "1", "--out", tmp_path / "run"), 1,
              "test.csv", "no training images")
-    code, out, err = run_main(capsys, "data.py", path, "--out", tmp_path)
+    code, out, err = run_main("data.py", path, "--out", tmp_path)
     assert code == 0 and "wrote" in out, err
 
 
-def test_a_folder_with_only_test_evaluates(tmp_path, capsys, faces, weights):
+def test_a_folder_with_only_test_evaluates(tmp_path, faces, weights):
     root = image_tree(tmp_path / "imgs", ("test",), faces)
-    code, out, err = run_main(capsys, "evaluate.py", "--weights", weights, "--data", root, "--out", tmp_path)
+    code, out, err = run_main("evaluate.py", "--weights", weights, "--data", root, "--out", tmp_path)
     assert code == 0 and "on 14 images" in out, err
 
 
@@ -178,27 +166,27 @@ def damaged_files(tmp_path):
     ("cut.zip", ["damaged, or not the compressed file its name says"]),
     ("cut.csv.xz", ["damaged, or not the compressed file its name says"]),
 ])
-def test_damaged_or_misnamed_compressed_files(tmp_path, capsys, name, words):
+def test_damaged_or_misnamed_compressed_files(tmp_path, name, words):
     (tmp_path / name).write_bytes(damaged_files(tmp_path)[name])
-    one_line(run_main(capsys, "train.py", "--data", tmp_path / name, "--epochs", "1", "--out", tmp_path / "r"), 1,
+    one_line(run_main("train.py", "--data", tmp_path / name, "--epochs", "1", "--out", tmp_path / "r"), 1,
              name, *words)
 
 
 @pytest.mark.parametrize("name,words", [("bomb.png", ["image too large"]), ("broken.bmp", ["unreadable image"])])
-def test_images_too_large_or_broken(tmp_path, capsys, weights, name, words):
+def test_images_too_large_or_broken(tmp_path, weights, name, words):
     (tmp_path / name).write_bytes(damaged_files(tmp_path)[name])
-    one_line(run_main(capsys, "evaluate.py", "--weights", weights, "--images", tmp_path / name), 1, name, *words)
+    one_line(run_main("evaluate.py", "--weights", weights, "--images", tmp_path / name), 1, name, *words)
 
 
-def test_too_few_training_images_names_the_file(tmp_path, capsys):
+def test_too_few_training_images_names_the_file(tmp_path):
     path = kaggle_csv(tmp_path / "one.csv", ["Training"])
-    one_line(run_main(capsys, "train.py", "--data", path, "--epochs", "1", "--out", tmp_path / "r"), 1,
+    one_line(run_main("train.py", "--data", path, "--epochs", "1", "--out", tmp_path / "r"), 1,
              "one.csv", "too few")
 
 
-def test_weights_of_an_unknown_network_name_the_file(tmp_path, capsys):
+def test_weights_of_an_unknown_network_name_the_file(tmp_path):
     torch.save({"model": "alexnet", "state_dict": {}}, tmp_path / "alex.pth")
-    one_line(run_main(capsys, "evaluate.py", "--weights", tmp_path / "alex.pth", "--images", "x.png"), 1,
+    one_line(run_main("evaluate.py", "--weights", tmp_path / "alex.pth", "--images", "x.png"), 1,
              "alex.pth", "unknown network 'alexnet'")
 
 
@@ -206,12 +194,12 @@ class Pickled:  # a weights file carrying code: refused by weights_only loading
     pass
 
 
-def test_pickled_code_is_refused_without_terminal_colour_codes(tmp_path, capsys):
+def test_pickled_code_is_refused_without_terminal_colour_codes(tmp_path):
     with open(tmp_path / "evil.pth", "wb") as f:
         pickle.dump({"model": Pickled()}, f)
     torch.save({"x": Pickled()}, tmp_path / "evil2.pth")
     for name in ("evil.pth", "evil2.pth"):
-        result = run_main(capsys, "evaluate.py", "--weights", tmp_path / name, "--images", "x.png")
+        result = run_main("evaluate.py", "--weights", tmp_path / name, "--images", "x.png")
         one_line(result, 1, name, "not a usable weights file")
         assert "\x1b" not in result[2]
 
@@ -231,27 +219,27 @@ def test_a_bare_state_dict_of_one_of_our_networks_loads(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Outputs that cannot be written: refused before the work
 
-def test_outputs_that_cannot_be_written_are_refused_before_the_work(tmp_path, capsys, weights):
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(tmp_path, weights):
     (tmp_path / "file").write_text("x")
-    one_line(run_main(capsys, "train.py", *FAST, "--epochs", "1", "--out", tmp_path / "file"), 1,
+    one_line(run_main("train.py", *FAST, "--epochs", "1", "--out", tmp_path / "file"), 1,
              "file", "not a folder")
-    one_line(run_main(capsys, "train.py", *FAST, "--epochs", "1", "--out", tmp_path / "file" / "run"), 1,
+    one_line(run_main("train.py", *FAST, "--epochs", "1", "--out", tmp_path / "file" / "run"), 1,
              "file is a file, not a folder")
-    one_line(run_main(capsys, "train.py", *FAST, "--epochs", "1", "--out", "/proc/no-such-run"), 1,
+    one_line(run_main("train.py", *FAST, "--epochs", "1", "--out", "/proc/no-such-run"), 1,
              "/proc/no-such-run", "cannot write")
-    one_line(run_main(capsys, "gradcam.py", "--weights", weights, "--data", "synthetic", "--out",
+    one_line(run_main("gradcam.py", "--weights", weights, "--data", "synthetic", "--out",
                       tmp_path / "cam"), 2, "--out", "name an image file")
-    one_line(run_main(capsys, "evaluate.py", "--weights", weights, "--data", "synthetic", "--out", tmp_path / "figs",
+    one_line(run_main("evaluate.py", "--weights", weights, "--data", "synthetic", "--out", tmp_path / "figs",
                       "--json", tmp_path), 1, "is a folder")
     assert not (tmp_path / "figs").exists()  # refused before anything was written
 
 
-def test_synthetic_faces_into_a_missing_folder_make_it(tmp_path, capsys):
-    code, out, err = run_main(capsys, "data.py", "--synthetic", tmp_path / "new" / "faces.csv", "--n", "14")
+def test_synthetic_faces_into_a_missing_folder_make_it(tmp_path):
+    code, out, err = run_main("data.py", "--synthetic", tmp_path / "new" / "faces.csv", "--n", "14")
     assert code == 0 and (tmp_path / "new" / "faces.csv").is_file(), err
 
 
-def test_a_full_disk_mid_run_is_one_line_saying_what_is_saved(tmp_path, capsys, monkeypatch):
+def test_a_full_disk_mid_run_is_one_line_saying_what_is_saved(tmp_path, monkeypatch):
     real_save, calls = torch.save, {"n": 0}
 
     def full_after_one_epoch(obj, path, *a, **k):
@@ -262,7 +250,7 @@ def test_a_full_disk_mid_run_is_one_line_saying_what_is_saved(tmp_path, capsys, 
         return real_save(obj, path, *a, **k)
 
     monkeypatch.setattr(torch, "save", full_after_one_epoch)
-    one_line(run_main(capsys, "train.py", *FAST, "--epochs", "3", "--out", tmp_path / "run"), 1,
+    one_line(run_main("train.py", *FAST, "--epochs", "3", "--out", tmp_path / "run"), 1,
              "checkpoint.pth: cannot write it (No space left on device)", "epochs 1-1 are saved")
 
 
@@ -307,41 +295,41 @@ def test_sgd_without_momentum_is_plain_sgd():
     ("gradcam.py", ["--device", "cuda"], 2, ["--device cuda, but PyTorch sees no CUDA GPU"]),
     ("data.py", ["--synthetic", "x.csv", "--seed", "-1"], 2, ["--seed must be >= 0"]),
 ])
-def test_gradcam_and_data_flags(tmp_path, capsys, script, flags, code, words):
+def test_gradcam_and_data_flags(tmp_path, script, flags, code, words):
     if torch.cuda.is_available() and "cuda" in flags:
         pytest.skip("this machine has a GPU")
     models.save_weights(tmp_path / "r.pth", models.build("resnet"), "resnet")
     base = ["--weights", tmp_path / "r.pth", "--data", "synthetic", "--n", "2", "--out", tmp_path / "g.png"] \
         if script == "gradcam.py" else []
-    one_line(run_main(capsys, script, *base, *flags), code, *words)
+    one_line(run_main(script, *base, *flags), code, *words)
 
 
-def test_a_wrong_layer_on_another_network_lists_its_own_blocks(tmp_path, capsys):
+def test_a_wrong_layer_on_another_network_lists_its_own_blocks(tmp_path):
     models.save_weights(tmp_path / "v.pth", models.build("cnn3"), "cnn3")
-    one_line(run_main(capsys, "gradcam.py", "--weights", tmp_path / "v.pth", "--data", "synthetic", "--layer",
+    one_line(run_main("gradcam.py", "--weights", tmp_path / "v.pth", "--data", "synthetic", "--layer",
                       "stage3.3", "--out", tmp_path / "g.png"), 2, "features.2, features.7, features.12")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Resume and interruptions
 
-def test_resume_refuses_another_optimiser_or_schedule(tmp_path, capsys):
-    run_main(capsys, "train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run")
+def test_resume_refuses_another_optimiser_or_schedule(tmp_path):
+    run_main("train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoint.pth"
-    one_line(run_main(capsys, "train.py", "--resume", ckpt, "--opt", "sgd"), 2,
+    one_line(run_main("train.py", "--resume", ckpt, "--opt", "sgd"), 2,
              "trains with --opt adam, not sgd", "--init")
-    one_line(run_main(capsys, "train.py", "--resume", ckpt, "--schedule", "cosine"), 2, "--schedule plateau")
+    one_line(run_main("train.py", "--resume", ckpt, "--schedule", "cosine"), 2, "--schedule plateau")
 
 
-def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path, capsys):
-    run_main(capsys, "train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run")
+def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path):
+    run_main("train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run")
     path = tmp_path / "run" / "checkpoint.pth"
     ckpt = torch.load(path, weights_only=True)
     ckpt["device"] = "cuda"  # what a CUDA run saves: a 16-byte Philox state, not the CPU generator's 5 kB
     ckpt["rng"]["augment"] = ckpt["rng"]["augment_ranks"][0] = torch.zeros(16, dtype=torch.uint8)
     ckpt["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)
     torch.save(ckpt, path)
-    code, out, err = run_main(capsys, "train.py", "--resume", path, "--epochs", "2")
+    code, out, err = run_main("train.py", "--resume", path, "--epochs", "2")
     assert code == 0, err
     assert "augmentation draws continue from a fresh seed" in out and "epoch    2" in out
 
@@ -350,26 +338,26 @@ def interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
-def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "augment", interrupt)  # runpy runs a fresh train.py: patch the data module it uses
-    result = run_main(capsys, "train.py", *FAST, "--epochs", "3", "--out", tmp_path / "run")
+    result = run_main("train.py", *FAST, "--epochs", "3", "--out", tmp_path / "run")
     one_line(result, 1, "interrupted; no epoch was finished, so nothing was saved")
     assert "--resume" not in result[2] and not (tmp_path / "run" / "checkpoint.pth").exists()
 
 
-def test_ctrl_c_while_the_data_loads_is_one_line(tmp_path, capsys, monkeypatch, weights):
+def test_ctrl_c_while_the_data_loads_is_one_line(tmp_path, monkeypatch, weights):
     monkeypatch.setattr(data, "load", interrupt)
-    one_line(run_main(capsys, "train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run"), 1, "interrupted")
-    one_line(run_main(capsys, "evaluate.py", "--weights", weights, "--data", "synthetic", "--out", tmp_path), 1,
+    one_line(run_main("train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run"), 1, "interrupted")
+    one_line(run_main("evaluate.py", "--weights", weights, "--data", "synthetic", "--out", tmp_path), 1,
              "interrupted")
 
 
-def test_an_existing_run_folder_is_not_overwritten_or_resumed_by_accident(tmp_path, capsys):
-    run_main(capsys, "train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run")
-    one_line(run_main(capsys, "train.py", *FAST, "--model", "cnn2", "--epochs", "1", "--out", tmp_path / "run"), 2,
+def test_an_existing_run_folder_is_not_overwritten_or_resumed_by_accident(tmp_path):
+    run_main("train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run")
+    one_line(run_main("train.py", *FAST, "--model", "cnn2", "--epochs", "1", "--out", tmp_path / "run"), 2,
              "already holds a run", "--resume")
 
 
-def test_a_non_finite_loss_in_the_first_epoch_points_at_no_checkpoint(tmp_path, capsys):
-    one_line(run_main(capsys, "train.py", *FAST, "--lr", "1e30", "--opt", "sgd", "--epochs", "2", "--out",
+def test_a_non_finite_loss_in_the_first_epoch_points_at_no_checkpoint(tmp_path):
+    one_line(run_main("train.py", *FAST, "--lr", "1e30", "--opt", "sgd", "--epochs", "2", "--out",
                       tmp_path / "run"), 1, "training loss became", "no epoch was finished")
