@@ -31,7 +31,8 @@ def test_shipped_weights_reproduce_the_readme_on_publictest(name, fer2013):
     stem = name.removesuffix(".pth")
     published = json.load(open(os.path.join(ROOT, "weights", f"{stem}_publictest.json")))
     readme = open(os.path.join(ROOT, "README.md")).read()
-    line = next(s for s in readme.splitlines() if f"evaluate.py --weights weights/{name} --data" in s and "--tta" not in s)
+    line = next(s for s in readme.splitlines()
+                if f"evaluate.py --weights weights/{name} --data" in s and "--tta" not in s)
     assert re.search(r"# (\d+\.\d+)%", line).group(1) == f"{100 * published['accuracy']:.2f}"
 
     images, labels = fer2013["val"]
