@@ -19,6 +19,24 @@ FER_DEV = os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")
 QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def synthetic_faces_drawn_once():
+    """data.synthetic_faces is deterministic in (n, seed) and took 10-20 s for 3,000 faces on a slow day; the
+    scripts the tests run draw the same sets again and again, so each set is drawn once (handed out as copies, so
+    no test can alter another's). The real function stays reachable as `__wrapped__`."""
+    real, drawn = data.synthetic_faces, {}
+
+    def synthetic_faces(n, seed=0):
+        if (n, seed) not in drawn:
+            drawn[n, seed] = real(n, seed)
+        return tuple(a.copy() for a in drawn[n, seed])
+
+    synthetic_faces.__wrapped__ = real
+    data.synthetic_faces = synthetic_faces
+    yield
+    data.synthetic_faces = real
+
+
 @pytest.fixture(scope="session")
 def fer2013():
     """The real FER2013 Training + PublicTest splits from ../shared, read once (it takes a minute on a slow
