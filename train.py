@@ -181,7 +181,9 @@ class Trainer:
             self.net.load_state_dict(models.load_weights(args.init, expect=args.model)[0].state_dict())
         self.net = self.net.to(device, memory_format=torch.channels_last)
         self.step_net = torch.compile(self.net) if args.compile else self.net
-        if world > 1:  # gradients averaged over the ranks in backward; BatchNorm buffers broadcast from rank 0
+        if world > 1:  # gradients averaged over the ranks in backward; BatchNorm buffers broadcast from rank 0.
+            # Per-rank batch statistics, no SyncBatchNorm: PyTorch refuses it on CPU, and at 128 images per rank
+            # BatchNorm is far from its small-batch trouble (README, Several GPUs).
             self.step_net = DDP(self.step_net, device_ids=[device] if device.type == "cuda" else None)
         if args.opt in ("adam", "adamw"):
             adam = torch.optim.Adam if args.opt == "adam" else torch.optim.AdamW
@@ -440,6 +442,8 @@ def write_json(path, obj):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    args.out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    made_out = not os.path.exists(args.out)
     device = resolve_device(args.device)
     rank, world = distributed_setup(device)
     try:
@@ -447,6 +451,8 @@ def main(argv=None):
     finally:
         if world > 1:
             dist.destroy_process_group()
+        if rank == 0 and made_out and os.path.isdir(args.out) and not os.listdir(args.out):
+            os.rmdir(args.out)  # a run that stopped before writing anything (bad data, Ctrl-C) leaves no empty folder
 
 
 def distributed_setup(device):
@@ -470,7 +476,7 @@ def run(args, device, rank, world):
     say = print if master else (lambda *a, **k: None)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 48x48 shapes: pick the fastest kernels once
-    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    out = args.out
     if master:
         data.check_writable(out, folder=True)  # before the data loads and the hours of training, not after
     splits = data.load(args.data)  # the split is fixed (seed 0) whatever --seed, so evaluate.py sees the same
@@ -489,7 +495,6 @@ def run(args, device, rank, world):
                                       f"--data {args.data}")
         trainer.load_state(ckpt, args.resume)
         history, best_val_loss, start = ckpt["history"], ckpt["best_val_loss"], ckpt["epoch"] + 1
-    args.out = out
     if master:
         write_json(os.path.join(out, "config.json"), vars(args))
     counts = {k: len(v[1]) for k, v in splits.items()}

@@ -46,8 +46,9 @@ def test_bad_csv_files_are_named_with_their_row(tmp_path, rows, header, needles)
         data.load(str(path))
     for n in needles:
         assert n in str(e.value)
-    r = run_script("train.py", "--data", path, "--epochs", "1")  # and the scripts say it in one line
+    r = run_script("train.py", "--data", path, "--epochs", "1", cwd=tmp_path)  # and the scripts say it in one line
     one_line_error(r, 1, *needles)
+    assert not any((tmp_path / "runs").iterdir())  # the run folder it made is not left behind empty
 
 
 def test_a_missing_data_file_says_where_to_get_fer2013(tmp_path):
