@@ -148,6 +148,21 @@ def test_gradcam_matches_autograd(net, layer):
     assert torch.allclose(maps, reference_cam(net.eval(), x, layer, 3), atol=1e-5)
 
 
+@pytest.mark.parametrize("shipped", ["resnet.pth", "best.pth"])
+def test_gradcam_matches_captum_where_it_is_installed(shipped):
+    """An implementation we did not write: captum's LayerGradCam. captum is not a dependency; to run this,
+    `pip install captum` (0.9.0 gave identical maps on 2026-11-25)."""
+    captum = pytest.importorskip("captum.attr")
+    net, name = models.load_weights(f"{ROOT}/weights/{shipped}")
+    layer, x = models.TARGET_LAYERS[name], batch(16, seed=4)
+    maps, logits = gradcam.gradcam(net, x, layer)
+    assert (maps.flatten(1).amax(1) > 0).sum() >= 8  # maps with something in them, or agreeing says little
+    theirs = captum.LayerGradCam(net, dict(net.named_modules())[layer]).attribute(
+        x, target=logits.argmax(1), relu_attributions=True)
+    theirs = captum.LayerAttribution.interpolate(theirs, (48, 48), interpolate_mode="bilinear")[:, 0]
+    assert torch.allclose(maps, theirs / theirs.flatten(1).max(1).values.clamp(min=1e-12)[:, None, None], atol=1e-5)
+
+
 def test_gradcam_defaults_to_the_predicted_class(net):
     x = batch()
     maps, logits = gradcam.gradcam(net, x, "stage3.3")
