@@ -10,18 +10,16 @@ amp_speedup         model step in mixed precision / in fp32
 loop_over_model     train / model: 1.0 means the loop costs nothing beyond the network
 host_*_ms           work outside the step, per epoch: the epoch order, curves.png with 350 epochs, checkpoint.pth
 """
-import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 import torch.nn.functional as F
 
-import data
+import cli
+import files
 import model as models
 import train
 
@@ -73,9 +71,9 @@ def loop_rates(device, bs, amp):
     trainer.train_epoch("bench epoch")
     sync(device)
     train_rate = (TRAIN_N // bs) * bs / (time.perf_counter() - t)
-    train.evaluate(trainer.net, *splits["val"], device, trainer.autocast())  # warm-up
+    train.validate(trainer.net, *splits["val"], device, trainer.autocast())  # warm-up
     t = time.perf_counter()
-    train.evaluate(trainer.net, *splits["val"], device, trainer.autocast())
+    train.validate(trainer.net, *splits["val"], device, trainer.autocast())
     eval_rate = VAL_N / (time.perf_counter() - t)
     return train_rate, eval_rate, trainer
 
@@ -99,20 +97,26 @@ def host_costs(trainer):
                 "host_checkpoint_ms": ms(lambda: models.atomic_save(state, os.path.join(out, "checkpoint.pth")))}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.error = lambda msg: p.exit(2, f"bench.py: error: {msg}\n")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--bs", type=int, default=256)
+def make_parser():
+    p = cli.parser("bench.py", __doc__)
+    cli.add_device_flag(p)
+    p.add_argument("--bs", type=int, default=256, help="batch size")
     p.add_argument("--amp", choices=["bf16", "fp16"], default="bf16", help="the mixed precision measured")
     p.add_argument("--steps", type=int, default=None, help="timed model steps (default 30 CPU, 200 CUDA)")
-    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--json", metavar="PATH", help="also write the figures here")
+    return p
+
+
+def main(argv=None):
+    p = make_parser()
     args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda, but PyTorch sees no CUDA GPU")
     if args.bs <= 0:
-        p.error("--bs must be positive")
-    device = torch.device(args.device)
+        p.error(f"--bs must be a positive integer, got {args.bs}")
+    if args.steps is not None and args.steps <= 0:
+        p.error(f"--steps must be a positive integer, got {args.steps}")
+    device = models.pick_device(args.device)
+    if args.json:
+        files.check_writable(args.json)  # before minutes of measuring, not after
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     steps = args.steps or (200 if device.type == "cuda" else 30)
@@ -133,8 +137,9 @@ def main(argv=None):
     for k, v in {**result, **derived}.items():
         print(f"{k:<{width}}  {v}")
     if args.json:
-        data.atomic_write(args.json, lambda t: open(t, "w").write(json.dumps(result, indent=2) + "\n"))
+        files.write_json(args.json, result)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, "bench.py")

@@ -1,4 +1,4 @@
-"""Emotions live, from a camera or a video file: find the faces in each frame, classify them in one batch, draw.
+"""Emotions live, from a camera or a video file: find the faces, follow them, classify them in one batch, draw.
 
     python camera.py --weights weights/resnet.pth                          camera 0, in a window
     python camera.py --weights weights/resnet.pth --source clip.mp4 --out annotated.mp4
@@ -6,11 +6,15 @@
 Needs OpenCV (`pip install -r requirements-faces.txt`). A window opens where there is a display; `--out` writes
 the annotated video; at the end it prints frames/s, with face finding and classification timed apart.
 
-Labels do not flicker: each face is followed from frame to frame (the box of the last frame it overlaps most,
-intersection over union >= 0.3), and what is shown is an exponential moving average of its probabilities,
+Real time on a laptop CPU (docs/faces.md has the measurements): finding faces is the expensive part, so it runs
+on a half-size copy of the frame (a quarter of the pixels) and only every DETECT_EVERY-th frame; in between, each
+face is followed by matching its last look (a small grey template) around its last place, which costs about a
+millisecond. All faces of a frame are classified in one batch under bf16 autocast.
+
+Labels do not flicker: at each detection a face keeps its track when its new box overlaps its last one
+(intersection over union >= 0.3), and what is shown is an exponential moving average of its probabilities,
 p <- SMOOTH * p + (1 - SMOOTH) * p_frame; at 30 frames/s, SMOOTH = 0.7 forgets a frame's answer within ~0.3 s.
 """
-import argparse
 import os
 import sys
 import time
@@ -18,12 +22,16 @@ import time
 import numpy as np
 import torch
 
+import cli
 import data
 import faces
+import files
 import model as models
-from evaluate import load_nets, predict_proba
 
 SMOOTH = 0.7
+DETECT_EVERY = 5  # frames: at 30 frames/s a new face is found within 1/6 s
+DETECT_SCALE = 0.5  # faces are found on a copy this size (the finders' minimum face shrinks alike)
+TEMPLATE = 24  # pixels: a followed face is matched as a template this wide
 
 
 def iou(a, b):
@@ -34,15 +42,58 @@ def iou(a, b):
     return w * h / (aw * ah + bw * bh - w * h)
 
 
-def smooth(tracks, boxes, probs, keep=SMOOTH):
-    """tracks: [(box, probs)] of the last frame -> this frame's, each face's probabilities averaged over frames."""
-    new = []
-    for box, p in zip(boxes, probs):
+class Tracker:
+    """The faces of a video: found every `every`-th frame (on a copy scaled by `scale`), followed in between by
+    template matching; each with its smoothed probabilities. `boxes(grey)` gives this frame's boxes, then
+    `classified(probs)` takes the network's probabilities for them and returns the smoothed ones."""
+
+    def __init__(self, cv2, detect, every=DETECT_EVERY, scale=DETECT_SCALE, keep=SMOOTH):
+        self.cv2, self.detect, self.every, self.scale, self.keep = cv2, detect, every, scale, keep
+        self.tracks, self.templates, self.frame = [], [], 0  # tracks: [(box, smoothed probs or None)]
+
+    def boxes(self, grey):
+        if self.frame % self.every == 0:
+            small = self.cv2.resize(grey, None, fx=self.scale, fy=self.scale, interpolation=self.cv2.INTER_AREA)
+            found = [tuple(int(round(v / self.scale)) for v in b) for b in self.detect(small)]
+            self.tracks = match(self.tracks, found)
+            self.templates = [self.template(grey, box) for box, _ in self.tracks]
+        else:
+            self.tracks = [(self.follow(grey, box, t), p) for (box, p), t in zip(self.tracks, self.templates)]
+        self.frame += 1
+        return [box for box, _ in self.tracks]
+
+    def classified(self, probs):
+        self.tracks = [(box, p if old is None else self.keep * old + (1 - self.keep) * p)
+                       for (box, old), p in zip(self.tracks, probs)]
+        return [p for _, p in self.tracks]
+
+    def template(self, grey, box):
+        x, y, w, h = box
+        patch = grey[max(0, y):y + h, max(0, x):x + w]
+        return self.cv2.resize(patch, (TEMPLATE, TEMPLATE), interpolation=self.cv2.INTER_AREA) if patch.size else None
+
+    def follow(self, grey, box, template):
+        """The box moved to where its template matches best within half a box of where it was."""
+        x, y, w, h = box
+        if template is None:
+            return box
+        f = TEMPLATE / w  # the search window is scaled as the template was
+        x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
+        window = grey[y0:y + h + h // 2, x0:x + w + w // 2]
+        small = self.cv2.resize(window, (max(TEMPLATE, round(window.shape[1] * f)),
+                                         max(TEMPLATE, round(window.shape[0] * f))), interpolation=self.cv2.INTER_AREA)
+        scores = self.cv2.matchTemplate(small, template, self.cv2.TM_CCOEFF_NORMED)
+        _, best, _, (dx, dy) = self.cv2.minMaxLoc(scores)
+        return (x0 + round(dx / f), y0 + round(dy / f), w, h) if best > 0.5 else box
+
+
+def match(tracks, boxes, threshold=0.3):
+    """This detection's boxes, each with the smoothed probabilities of the track it overlaps most (None: new)."""
+    out = []
+    for box in boxes:
         best = max(tracks, key=lambda t: iou(t[0], box), default=None)
-        if best is not None and iou(best[0], box) >= 0.3:
-            p = keep * best[1] + (1 - keep) * p
-        new.append((box, p))
-    return new
+        out.append((box, best[1] if best is not None and iou(best[0], box) >= threshold else None))
+    return out
 
 
 def open_source(cv2, source):
@@ -65,19 +116,50 @@ def can_show(cv2):
         return False
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
-    p.error = lambda msg: p.exit(2, f"camera.py: error: {msg}\n")
+def draw(cv2, frame, boxes, texts):
+    """Boxes and labels drawn with OpenCV on a copy of the BGR frame: a few hundred microseconds, where Pillow's
+    round trip (faces.label_faces, used for photos) costs milliseconds per frame."""
+    out = frame.copy()
+    thick = max(2, min(frame.shape[:2]) // 240)
+    for (x, y, w, h), text in zip(boxes, texts):
+        cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), (0, 230, 0), thick)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
+        top = y - th - base - 6 if y - th - base - 6 >= 0 else y + h + 1
+        cv2.rectangle(out, (x, top), (x + tw + 6, top + th + base + 6), (0, 0, 0), -1)
+        cv2.putText(out, text, (x + 3, top + th + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return out
+
+
+def check_video(cv2, path, frames):
+    """None if the video at `path` holds all `frames`, else what is wrong. OpenCV's VideoWriter reports no error
+    (a full disk included), so the file is read back: its frame count, and its last frame."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return "the video file is empty (a full disk, or no codec for this format)"
+    cap = cv2.VideoCapture(path)
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        ok = count == frames and cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1) and cap.read()[0]
+    finally:
+        cap.release()
+    return None if ok else f"the video holds {count} of {frames} frames: cut short, a full disk?"
+
+
+def make_parser():
+    p = cli.parser("camera.py", __doc__)
     p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
     p.add_argument("--source", default="0", help="a camera number (0: the first) or a video file")
     p.add_argument("--out", help="write the annotated video here (.mp4 or .avi)")
     p.add_argument("--tta", action="store_true", help="average ten views of each face (evaluate.py --tta)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: at the end)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    cli.add_device_flag(p)
+    return p
+
+
+def main(argv=None):
+    p = make_parser()
     args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda, but PyTorch sees no CUDA GPU")
+    device = models.pick_device(args.device)
     if args.max_frames < 0:
         p.error("--max-frames must be >= 0")
     if args.out and os.path.splitext(args.out)[1].lower() not in (".mp4", ".avi"):
@@ -88,13 +170,15 @@ def main(argv=None):
         p.error("no display to show a window on here (or an OpenCV without windows, as the headless one); "
                 "pass --out annotated.mp4 to write the video instead")
     if args.out:
-        data.check_writable(args.out)
-    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
-    nets = load_nets(args.weights, device)
-    detect = faces.HaarDetector()
+        files.check_writable(args.out, inputs=[args.source, *args.weights])
+    nets = models.load_nets(args.weights, device)
+    detect = faces.best_detector(min_size=round(faces.MIN_SIZE * DETECT_SCALE))  # as small faces as in photos
+    if detect is None:
+        raise data.DataError(f"no face finder is installed: {faces.INSTALL}")
+    tracker = Tracker(cv2, detect)
     cap = open_source(cv2, args.source)
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    writer, tracks = None, []
+    writer = None
     frames, t_find, t_classify, t0 = 0, 0.0, 0.0, time.perf_counter()
     tmp = None
     try:
@@ -104,15 +188,15 @@ def main(argv=None):
                 break
             t = time.perf_counter()
             grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            boxes = detect(grey)
-            crops = np.stack([faces.crop(grey, b) for b in boxes]) if len(boxes) else None
+            boxes = tracker.boxes(grey)
             t_find += time.perf_counter() - t
             t = time.perf_counter()
-            probs = predict_proba(nets, torch.from_numpy(crops), device, args.tta).numpy() if crops is not None else []
+            crops = torch.from_numpy(np.stack([faces.crop(grey, b) for b in boxes])) if boxes else None
+            probs = models.predict_proba(nets, crops, device, args.tta, autocast=True).numpy() if boxes else []
+            shown = tracker.classified(probs)
             t_classify += time.perf_counter() - t
-            tracks = smooth(tracks, boxes, probs)
-            texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * pr.max():.0f}%" for _, pr in tracks]
-            marked = faces.label_faces(frame[:, :, ::-1].copy(), [b for b, _ in tracks], texts)[:, :, ::-1]
+            texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * pr.max():.0f}%" for pr in shown]
+            marked = draw(cv2, frame, boxes, texts)
             frames += 1
             if args.out:
                 if writer is None:
@@ -131,7 +215,12 @@ def main(argv=None):
         cap.release()
         if writer is not None:
             writer.release()
-            os.replace(tmp, args.out)
+            written = check_video(cv2, tmp, frames)
+            if written is None:
+                os.replace(tmp, args.out)
+            else:
+                os.remove(tmp)
+                raise files.OutputError(f"{args.out}: cannot write it ({written}); nothing was written")
         if show:
             cv2.destroyAllWindows()
     if frames == 0:
@@ -145,9 +234,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (data.DataError, models.WeightsError) as e:
-        sys.exit(f"camera.py: {e}")
-    except KeyboardInterrupt:  # while the weights load or the camera opens
-        sys.exit("\ncamera.py: interrupted")
+    cli.run(main, "camera.py")

@@ -1,17 +1,14 @@
-"""Files to tensors: every FER2013 layout, synthetic faces, the Dataset, and device-side batching/augmentation.
+"""Files to tensors: every FER2013 layout, the class list, the choice of split, the Dataset, and batching.
 
-A data set here is a dict split -> (images uint8 [N, 48, 48], labels int64 [N]) on the CPU, with splits
-"train", "val" and, where the data has one, "test".
+A data set here is a `Splits` dict split -> (images uint8 [N, 48, 48], labels int64 [N]) on the CPU, with splits
+"train", "val" and, where the data has one, "test"; it also knows what the data itself calls each split (Kaggle's
+Usage values: Training, PublicTest, PrivateTest), so every output line can name it.
 
     python data.py PATH                 class counts per split, distribution.png and samples.png
     python data.py --synthetic out.csv --n 2000     write synthetic faces as a Kaggle-style CSV
 """
-import argparse
-import errno
 import lzma
-import math
 import os
-import sys
 import warnings
 import zipfile
 import zlib
@@ -19,7 +16,10 @@ import zlib
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+
+import cli
+import files
+import synthetic
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 MEAN, STD = 0.5077, 0.2550  # the report's normalisation (its Figure 6)
@@ -37,36 +37,76 @@ CLASS_ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "h
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class DataError(Exception):
+class DataError(cli.UserError):
     """Data the user gave cannot be used; the message names the file (and row) and says why, in one line."""
 
 
-def load(path, seed=0, n_synthetic=3000):
+class Splits(dict):
+    """split -> (images, labels), plus what the data calls each split (`names`) and what was left out (`notes`)."""
+
+    def __init__(self, items=(), names=None, notes=(), unknown=()):
+        super().__init__(items)
+        self.names, self.notes, self.unknown = dict(names or {}), list(notes), list(unknown)
+
+    def title(self, split):
+        """"val (PublicTest)": our name and, where the data has its own, the data's."""
+        own = self.names.get(split)
+        return f"{split} ({own})" if own and own.lower() != split else split
+
+
+# What each Kaggle Usage value and each of our splits is called in FER2013's own terms.
+KAGGLE_NAMES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+
+
+def load(path, seed=0, n_synthetic=3000, whole=False):
     """Reads what `path` holds: "synthetic", a .csv/.csv.gz (Kaggle fer2013.csv, train.csv or
-    icml_face_data.csv layout) or an image-folder tree. Returns {split: (images, labels)}. `seed` draws the
+    icml_face_data.csv layout) or an image-folder tree. Returns Splits. `seed` draws the
     synthetic faces and the validation split of data that has none; the scripts keep it at 0, so training and
     evaluation always see the same split. Data without training images (a test.csv of PublicTest and/or
-    PrivateTest rows, a folder with only test/) keeps just the splits it has: it can be evaluated, not trained on."""
+    PrivateTest rows, a folder with only test/) keeps just the splits it has: it can be evaluated, not trained on.
+    Data with no split information (train.csv, ROOT/<class>/) is split 90/10 as the report did; with
+    whole=True it also keeps every image as the split "all", which evaluation scores by default (a data set made
+    for testing, such as CK+ or your own photos, is scored whole, not on a 10% sample)."""
+    names, notes, unknown = {}, [], []
     if path == "synthetic":
-        images, labels = synthetic_faces(n_synthetic, seed)
-        usage = synthetic_usage(n_synthetic)
+        images, labels = synthetic.synthetic_faces(n_synthetic, seed)
+        usage = synthetic.synthetic_usage(n_synthetic)
         splits = {USAGE[u.lower()]: (images[usage == u], labels[usage == u]) for u in np.unique(usage)}
     elif os.path.isdir(path):
-        splits = read_image_tree(path)
+        splits, names, notes, unknown = read_image_tree(path)
     elif os.path.isfile(path):
         splits = read_csv(path)
+        names = {k: KAGGLE_NAMES[k] for k in splits if k in KAGGLE_NAMES}
+    elif os.path.exists(path):
+        raise DataError(f"{path}: not a file or folder (a pipe or device cannot be read twice); save it to a file")
     else:
         raise DataError(f"{path}: no such file or folder")
     if "all" in splits:  # no split information: the report's stratified train_test_split
         images, labels = splits.pop("all")
         splits["train"] = (images, labels)
+        if whole:
+            splits["all"] = (images, labels)
+            names["all"] = "every image: the data has no splits"
+        names.update(train="90% of the data", val="10% of the data, held out by train.py")
     if "train" in splits and "val" not in splits:
         try:
             splits["train"], splits["val"] = stratified_split(*splits["train"], VAL_FRACTION, seed)
         except DataError as e:
             raise DataError(f"{path}: {e}") from None
-    return {k: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, dtype=np.int64)))
-            for k, (x, y) in splits.items()}
+        names.setdefault("val", "10% of train, held out by train.py")
+    return Splits({k: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, dtype=np.int64)))
+                   for k, (x, y) in splits.items()}, names, notes, unknown)
+
+
+def choose_split(splits, split, path):
+    """The split a script scores: `split` if given, else test, else every image of data without splits, else val.
+    Returns (split, images, labels). "all" on data with splits joins them."""
+    split = split or next(s for s in ("test", "all", "val") if s in splits or s == "val")
+    if split in splits:
+        return (split, *splits[split])
+    if split == "all":
+        return split, torch.cat([v[0] for v in splits.values()]), torch.cat([v[1] for v in splits.values()])
+    raise cli.FlagError(f"--split {split}: {path} has no {split} split (it has {', '.join(splits)})")
 
 
 def stratified_split(images, labels, fraction, seed):
@@ -104,9 +144,16 @@ def read_csv(path):
             e, COMPRESSION_ERRORS + (OSError,)) else "not a readable CSV"
         raise DataError(f"{path}: {what} ({(str(e).splitlines() or [type(e).__name__])[0][:120]})") from None
     df.columns = [str(c).strip().lower() for c in df.columns]  # icml_face_data.csv has " Usage", " pixels"
+    if len(set(df.columns)) < len(df.columns):  # "emotion" and "Emotion": which one is meant?
+        twice = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+        raise DataError(f"{path}: the column{'s' * (len(twice) > 1)} {', '.join(twice)} appear{'s' * (len(twice) == 1)} "
+                        f"twice (names are read without case); keep one")
     if "pixels" not in df.columns or "emotion" not in df.columns:
+        shown = [c if len(c) <= 24 else c[:21] + "..." for c in df.columns[:4]]
+        hint = "; the first line holds data, not a header: add the line emotion,pixels,Usage" \
+            if any(len(c) > 24 or c.replace(".", "").isdigit() for c in df.columns) else ""
         raise DataError(f"{path}: expected columns 'emotion' and 'pixels' (and optionally 'Usage'), "
-                        f"found {list(df.columns)}")
+                        f"found {shown}{' ...' if len(df.columns) > 4 else ''}{hint}")
     lines = np.arange(len(df)) + 2  # the file's line number of each row (line 1 is the header)
     blank = (df == "").all(axis=1).to_numpy()
     df, lines = df[~blank].reset_index(drop=True), lines[~blank]
@@ -181,32 +228,62 @@ def class_index(name):
     return CLASSES.index(key) if key in CLASSES else None
 
 
+def visible(folder):
+    """The entries of a folder, sorted, without hidden ones (.DS_Store, ._x.png from macOS, .ipynb_checkpoints)."""
+    return sorted(e for e in os.listdir(folder) if not e.startswith("."))
+
+
 def read_image_tree(root):
-    subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    """Returns ({split: (images, labels)}, {split: the folder's own name}, notes on what was left out, the class
+    folders that are not FER2013 classes)."""
+    subdirs = [d for d in visible(root) if os.path.isdir(os.path.join(root, d))]
     split_dirs = [d for d in subdirs if d.lower() in FOLDERS]
     for a in split_dirs:
         for b in split_dirs:
             if a < b and FOLDERS[a.lower()] == FOLDERS[b.lower()]:
                 raise DataError(f"{root}: folders {a!r} and {b!r} are both the {FOLDERS[a.lower()]} split; keep one")
+    notes, unknown = [], []
     if split_dirs:
-        return {FOLDERS[d.lower()]: read_class_folders(os.path.join(root, d)) for d in split_dirs}
+        splits = {FOLDERS[d.lower()]: read_class_folders(os.path.join(root, d), notes, unknown) for d in split_dirs}
+        return splits, {FOLDERS[d.lower()]: f"{d}/" for d in split_dirs}, notes, unknown
     if subdirs:
-        return {"all": read_class_folders(root)}
+        return {"all": read_class_folders(root, notes, unknown)}, {}, notes, unknown
     raise DataError(f"{root}: no class folders (expected {root}/train/<class>/*.jpg or {root}/<class>/*.jpg)")
 
 
-def read_class_folders(folder):
-    images, labels = [], []
-    for name in sorted(os.listdir(folder)):
+def read_class_folders(folder, notes, unknown):
+    """Every image of every class folder. A folder that is not a FER2013 class (CK+'s contempt) is left out and
+    noted; so are files of a kind the reader does not take and folders inside a class folder. A class folder that
+    yields no image at all is an error: it would silently train or score a class on nothing."""
+    images, labels, skipped_classes = [], [], []
+    for name in visible(folder):
         sub = os.path.join(folder, name)
         if not os.path.isdir(sub):
             continue
         label = class_index(name)
         if label is None:
-            raise DataError(f"{sub}: unknown class folder {name!r} (expected one of {', '.join(CLASSES)})")
-        files = sorted(f for f in os.listdir(sub) if f.lower().endswith(IMAGE_EXTS))
-        images += [read_image(os.path.join(sub, f)) for f in files]
-        labels += [label] * len(files)
+            skipped_classes.append(name)
+            unknown.append(sub)
+            continue
+        entries = visible(sub)
+        files_ = [f for f in entries if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(sub, f))]
+        skipped = [f for f in entries if f not in files_]
+        if skipped:
+            notes.append(f"{sub}: {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} left out, not image "
+                         f"files ({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''}; images are read "
+                         f"from {', '.join(IMAGE_EXTS)}, not from folders inside a class folder)")
+        if not files_:
+            raise DataError(f"{sub}: no image files in this class folder (images are read from "
+                            f"{', '.join(IMAGE_EXTS)} files directly inside it)")
+        images += [read_image(os.path.join(sub, f)) for f in files_]
+        labels += [label] * len(files_)
+    if skipped_classes:
+        notes.append(f"{folder}: class folder{'s' * (len(skipped_classes) > 1)} "
+                     f"{', '.join(map(repr, skipped_classes))} left out: "
+                     f"not FER2013 classes ({', '.join(CLASSES)})")
+    if not images and skipped_classes:
+        raise DataError(f"{os.path.join(folder, skipped_classes[0])}: unknown class folder {skipped_classes[0]!r} "
+                        f"(expected one of {', '.join(CLASSES)}), and no FER2013 class folder beside it")
     if not images:
         raise DataError(f"{folder}: no images found in its class folders")
     return np.stack(images), np.array(labels, dtype=np.int64)
@@ -231,7 +308,11 @@ def read_grey(path):
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
                 values = np.asarray(im, dtype=np.float64)
-                top = 1.0 if im.mode == "F" and values.max() <= 1 else 255.0 if values.max() <= 255 else 65535.0
+                peak = values.max()
+                if im.mode == "F":  # floats: 0-1, 0-255, or any other range, scaled by its own peak
+                    top = 1.0 if peak <= 1 else 255.0 if peak <= 255 else peak
+                else:  # integers: 8-, 16- or signed 32-bit range, whichever the values use
+                    top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else 2.0 ** 31 - 1
                 return np.clip(np.round(values * (255 / top)), 0, 255).astype(np.uint8)
             return np.asarray(im.convert("L"), dtype=np.uint8).copy()
     except Image.DecompressionBombError as e:
@@ -241,119 +322,13 @@ def read_grey(path):
         raise DataError(f"{path}: unreadable image ({(str(e).splitlines() or [type(e).__name__])[0][:100]})") from None
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Synthetic faces: the classes differ by drawn features (mouth curve and opening, brows, eyes) under random pose,
-# scale, lighting and noise. Learnable, but not from any single pixel.
-
-# Per class: mouth curve (+ smiles), mouth opening, mouth width, brow height, brow tilt (+ inner end up), eye opening
-FEATURES = np.array([
-    # curve  open  width  brow_y  tilt   eye
-    [-0.10, 0.00, 0.30, -0.30, -0.55, 0.55],  # angry: brows pulled down to the centre, narrowed eyes
-    [-0.25, 0.06, 0.22, -0.33, -0.30, 0.45],  # disgust: narrow downturned mouth, lowered brows, squint
-    [-0.05, 0.10, 0.34, -0.52, 0.45, 1.35],  # fear: raised inner brows, wide eyes, stretched open mouth
-    [0.55, 0.05, 0.36, -0.42, 0.00, 0.85],  # happy: strong smile
-    [-0.45, 0.00, 0.28, -0.42, 0.45, 0.75],  # sad: downturned mouth, inner brows up
-    [0.00, 0.30, 0.16, -0.58, 0.05, 1.40],  # surprise: round open mouth, high brows, wide eyes
-    [0.00, 0.00, 0.30, -0.42, 0.00, 0.90],  # neutral
-], dtype=np.float32)
-
-
-FEATURE_SPREAD = np.array([0.07, 0.02, 0.03, 0.02, 0.11, 0.07], dtype=np.float32)  # per-face std of each feature
-
-
-def synthetic_faces(n, seed=0):
-    """n faces (uint8 [n, 48, 48]) with balanced labels, deterministic given the seed."""
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % len(CLASSES))
-    feats = FEATURES[labels] + rng.normal(0, 1, FEATURES[labels].shape).astype(np.float32) * FEATURE_SPREAD
-    angle = rng.uniform(-0.15, 0.15, n)
-    scale = rng.uniform(0.85, 1.15, n)
-    shift = rng.uniform(-0.08, 0.08, (n, 2))
-    g = np.linspace(-1, 1, SIZE, dtype=np.float32)
-    gy, gx = np.meshgrid(g, g, indexing="ij")
-    images = np.empty((n, SIZE, SIZE), np.uint8)
-    for lo in range(0, n, 512):  # chunks keep the float work a few MB
-        s = slice(lo, min(n, lo + 512))
-        c, si = np.cos(angle[s])[:, None, None], np.sin(angle[s])[:, None, None]
-        x0, y0 = gx - shift[s, 0, None, None], gy - shift[s, 1, None, None]
-        u = (c * x0 + si * y0) / scale[s, None, None]  # face coordinates
-        v = (-si * x0 + c * y0) / scale[s, None, None]
-        curve, opening, width, brow_y, tilt, eye = (feats[s, i, None, None] for i in range(FEATURES.shape[1]))
-        per_face = (s.stop - lo, 1, 1)
-        soft = lambda d: 1 / (1 + np.exp(np.clip(d / 0.025, -30, 30)))  # ~1 inside (d < 0), anti-aliased edge
-        face = soft((u / 0.72) ** 2 + (v / 0.9) ** 2 - 1)
-        eyes = soft(((np.abs(u) - 0.3) / 0.13) ** 2 + ((v + 0.12) / (0.07 * eye)) ** 2 - 1)
-        brow_line = brow_y - tilt * (0.45 - np.abs(u)) - v  # tilt > 0 raises the inner ends
-        brows = soft(np.abs(brow_line) - 0.035) * soft(np.abs(np.abs(u) - 0.32) - 0.16)
-        mu = np.clip(u / width, -1, 1)
-        upper = 0.5 + curve * 0.3 * (0.5 - mu ** 2)  # curve > 0 lifts the corners: a smile
-        lower = upper + opening * (1 - mu ** 2) + 0.03
-        mouth = soft(np.abs(u) - width) * soft(np.maximum(upper - v, v - lower))
-        nose = soft(np.abs(u) - 0.03) * soft(np.abs(v - 0.18) - 0.14) * 0.3
-        skin = rng.uniform(0.5, 0.8, per_face)
-        background = rng.uniform(0.05, 0.45, per_face)
-        img = background + face * (skin - background)
-        img = img * (1 - 0.9 * np.maximum.reduce([eyes, brows, mouth, nose]) * face)
-        light = 1 + rng.uniform(-0.35, 0.35, per_face) * gx + rng.uniform(-0.2, 0.2, per_face) * gy  # a gradient
-        img = img * light * rng.uniform(0.7, 1.3, per_face) + rng.normal(0, 0.04, img.shape)
-        images[s] = np.clip(img * 255, 0, 255).astype(np.uint8)
-    return images, labels.astype(np.int64)
-
-
-def synthetic_usage(n):
-    """The Kaggle fer2013.csv proportions, roughly: 80% Training, 10% PublicTest, 10% PrivateTest."""
-    usage = np.array(["Training"] * n, dtype=object)
-    usage[np.arange(n) % 10 == 8] = "PublicTest"
-    usage[np.arange(n) % 10 == 9] = "PrivateTest"
-    return usage
-
-
 def write_csv(path, images, labels, usage=None):
     """Kaggle fer2013.csv layout (emotion,pixels[,Usage]), written atomically."""
     pixels = [" ".join(map(str, row)) for row in images.reshape(len(images), -1).tolist()]
     df = pd.DataFrame({"emotion": labels, "pixels": pixels})
     if usage is not None:
         df["Usage"] = usage
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, compression="gzip" if path.endswith(".gz") else None))
-
-
-def atomic_write(path, write):
-    """write(tmp_path), then rename over `path`: readers never see a half-written file. A file that cannot be
-    written (full disk, read-only folder, a folder of that name) is a DataError naming it."""
-    path = str(path)
-    root, ext = os.path.splitext(path[:-3] if path.endswith(".gz") else path)
-    tmp = f"{root}.tmp{os.getpid()}{ext}{'.gz' if path.endswith('.gz') else ''}"  # keeps the extension for savefig
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise DataError(f"{path}: cannot write it ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def check_writable(path, folder=False):
-    """Before any long work: `path` (a file to write, or with folder=True a folder to write into) can be written.
-    Missing parent folders are made. Tries a real file rather than os.access, which says yes to root everywhere."""
-    path = str(path)
-    target = os.path.abspath(path if folder else os.path.dirname(os.path.abspath(path)))
-    if not folder and os.path.isdir(path):
-        raise DataError(f"{path}: is a folder; give a file name")
-    existing = target
-    while not os.path.exists(existing):  # the nearest part of the path that exists must be a folder
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise DataError(f"{path}: {existing} is a file, not a folder")
-    try:
-        os.makedirs(target, exist_ok=True)
-        probe = os.path.join(target, f".write-test{os.getpid()}")
-        with open(probe, "w") as f:
-            f.write("x")
-        os.remove(probe)
-    except OSError as e:
-        raise DataError(f"{path}: cannot write {'into it' if folder else 'it'} "
-                        f"({e.strerror or errno.errorcode.get(e.errno, e)})") from None
+    files.atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, compression="infer"))  # .gz, .bz2, .xz, .zip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -394,94 +369,15 @@ def class_weights(labels):
     return 1.0 / counts[labels].double()
 
 
-def augment(x, generator, flip=0.5, degrees=8.0, translate=0.2, scale=(0.8, 1.2), erase=0.0):
-    """The report's v2 pipeline on a whole batch at once: random horizontal flip, then RandomAffine(degrees,
-    translate, scale) with black fill, then optional random erasing. x: float [B, 1, H, W] in [0, 1].
-    All draws come from `generator` on x's device, so nothing crosses to the host."""
-    rand = lambda *shape: torch.rand(*shape, device=x.device, generator=generator)
-    theta = random_affine(rand, x.shape[0], flip, degrees, translate, scale)
-    x = warp(x, theta)
-    return random_erase(x, rand, erase) if erase > 0 else x
-
-
-def random_affine(rand, b, flip, degrees, translate, scale):
-    """[B, 2, 3] random matrices: rotation within +-degrees, zoom within scale, shift within +-translate of the
-    size, mirrored with probability flip."""
-    angle = (rand(b) * 2 - 1) * (degrees * torch.pi / 180)
-    zoom = scale[0] + rand(b) * (scale[1] - scale[0])
-    shift = (rand(b, 2) * 2 - 1) * translate * 2  # a fraction of the size; normalised coordinates span 2
-    mirror = torch.where(rand(b) < flip, -1.0, 1.0)
-    return affine_matrix(angle, zoom, shift, mirror)
-
-
-def affine_matrix(angle, zoom, shift, mirror):
-    """[B, 2, 3] matrices for affine_grid, which maps output to input coordinates (normalised to [-1, 1]):
-    the inverse of "mirror (-1), rotate (radians), zoom (>1 enlarges), shift [B, 2]", so the sampled picture is
-    the transformed one."""
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    tx, ty = shift[:, 0], shift[:, 1]
-    return torch.stack([torch.stack([cos * mirror, sin * mirror, -(cos * tx + sin * ty) * mirror], 1),
-                        torch.stack([-sin, cos, sin * tx - cos * ty], 1)], 1)
-
-
-def warp(x, theta):
-    """Bilinear resampling of x [B, 1, H, W] by theta [B, 2, 3]; outside the image is black (0)."""
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def random_erase(x, rand, p, area=(0.02, 0.2), ratio=(0.3, 3.3)):
-    """RandomErasing (Zhong et al. 2017) as a batched mask: with probability p, a rectangle of the given area
-    fraction and aspect ratio is set to 0 (black), as torchvision's RandomErasing(value=0)."""
-    b, _, h, w = x.shape
-    s = (area[0] + rand(b) * (area[1] - area[0])) * h * w
-    r = torch.exp(np.log(ratio[0]) + rand(b) * (np.log(ratio[1]) - np.log(ratio[0])))
-    eh, ew = (s * r).sqrt().clamp(max=h), (s / r).sqrt().clamp(max=w)
-    top, left = rand(b) * (h - eh), rand(b) * (w - ew)
-    ys = torch.arange(h, device=x.device)[None, :, None]
-    xs = torch.arange(w, device=x.device)[None, None, :]
-    box = ((ys >= top[:, None, None]) & (ys < (top + eh)[:, None, None]) &
-           (xs >= left[:, None, None]) & (xs < (left + ew)[:, None, None]) & (rand(b) < p)[:, None, None])
-    return x.masked_fill(box[:, None], 0.0)
-
-
-def mix(x, y, rng, mixup=0.0, cutmix=0.0):
-    """Mixup (Zhang et al. 2018: blend) or CutMix (Yun et al. 2019: paste a box) of each image with its partner
-    in the reversed batch. Returns (images, partner labels, lam): the loss is lam * CE(y) + (1 - lam) * CE(partner).
-    With both alphas 0 the batch is returned unchanged with lam = 1. `rng` is a numpy RandomState on the host,
-    so lam and the box are plain numbers: nothing to sync with the device."""
-    if not mixup and not cutmix:
-        return x, y, 1.0
-    use_cutmix = cutmix > 0 and (mixup == 0 or rng.rand() < 0.5)
-    alpha = cutmix if use_cutmix else mixup
-    lam = float(rng.beta(alpha, alpha))
-    partner = x.flip(0)
-    if not use_cutmix:
-        return x.lerp(partner, 1 - lam), y.flip(0), lam
-    h, w = x.shape[-2:]
-    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-    cy, cx = rng.randint(h), rng.randint(w)
-    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h - cut_h // 2, h)
-    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w - cut_w // 2, w)
-    x = x.clone()
-    x[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
-    return x, y.flip(0), 1 - (bottom - top) * (right - left) / (h * w)  # the box's true share, after clipping
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # python data.py PATH: the report's first section
 
 def explore(path, out_dir, seed=0):
+    """The class counts, and distribution.png and samples.png in out_dir, like the report's Figures 2 and 3."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    splits = load(path, seed)
-    names = [k for k in ("train", "val", "test") if k in splits]
-    counts = {k: np.bincount(splits[k][1].numpy(), minlength=len(CLASSES)) for k in names}
-    print(f"{'class':<10}" + "".join(f"{k:>8}" for k in names))
-    for i, c in enumerate(CLASSES):
-        print(f"{i} {c:<8}" + "".join(f"{counts[k][i]:>8}" for k in names))
-    print(f"{'total':<10}" + "".join(f"{counts[k].sum():>8}" for k in names))
+    splits, names, counts = explore_counts(path, seed)
     os.makedirs(out_dir, exist_ok=True)
 
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -494,7 +390,7 @@ def explore(path, out_dir, seed=0):
     ax.set_title(f"Emotion distribution: {os.path.basename(path.rstrip('/'))}")
     ax.legend()
     fig.tight_layout()
-    atomic_write(os.path.join(out_dir, "distribution.png"), lambda t: fig.savefig(t, dpi=120))
+    files.atomic_write(os.path.join(out_dir, "distribution.png"), lambda t: fig.savefig(t, dpi=120))
     plt.close(fig)
 
     images, labels = splits[names[0]]  # training images, or the first split a test-only file has
@@ -511,41 +407,61 @@ def explore(path, out_dir, seed=0):
                 ax.imshow(images[pick[j]].numpy(), cmap="gray", vmin=0, vmax=255)
         axes[i, 0].set_title(f"{i} {c}", fontsize=8, loc="left")
     fig.tight_layout()
-    atomic_write(os.path.join(out_dir, "samples.png"), lambda t: fig.savefig(t, dpi=120))
+    files.atomic_write(os.path.join(out_dir, "samples.png"), lambda t: fig.savefig(t, dpi=120))
     plt.close(fig)
     print(f"wrote {os.path.join(out_dir, 'distribution.png')} and {os.path.join(out_dir, 'samples.png')}")
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Explore a FER2013 data set, or write synthetic faces.")
-    p.error = lambda msg: p.exit(2, f"data.py: error: {msg}\n")
+def explore_counts(path, seed=0):
+    """Class counts per split, printed; returns the Splits."""
+    splits = load(path, seed)
+    for note in splits.notes:
+        print(f"note: {note}")
+    names = [k for k in ("train", "val", "test") if k in splits]
+    counts = {k: np.bincount(splits[k][1].numpy(), minlength=len(CLASSES)) for k in names}
+    print(f"{'class':<10}" + "".join(f"{k:>8}" for k in names))
+    for i, c in enumerate(CLASSES):
+        print(f"{i} {c:<8}" + "".join(f"{counts[k][i]:>8}" for k in names))
+    print(f"{'total':<10}" + "".join(f"{counts[k].sum():>8}" for k in names))
+    for k in names:
+        if splits.title(k) != k:
+            print(f"{k}: {splits.title(k)}")
+    return splits, names, counts
+
+
+def make_parser():
+    p = cli.parser("data.py", __doc__)
     p.add_argument("path", nargs="?", help="fer2013.csv, train.csv, icml_face_data.csv (.gz too), an image "
                                            "folder, or 'synthetic'")
-    p.add_argument("--synthetic", metavar="OUT.csv", help="write synthetic faces to this CSV instead")
-    p.add_argument("--n", type=int, default=2000, help="number of synthetic faces")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=".", help="folder for distribution.png and samples.png")
+    p.add_argument("--synthetic", metavar="OUT.csv", help="write synthetic faces to this CSV instead (.csv, or "
+                   ".csv.gz/.bz2/.xz/.zip, compressed as the name says)")
+    p.add_argument("--n", type=int, default=2000, help="number of synthetic faces (7 to 1,000,000)")
+    p.add_argument("--seed", type=int, default=0, help="which synthetic faces, and which faces samples.png shows")
+    p.add_argument("--out", help="folder for distribution.png and samples.png (default: no figures)")
+    return p
+
+
+def main(argv=None):
+    p = make_parser()
     args = p.parse_args(argv)
     if args.seed < 0:
         p.error(f"--seed must be >= 0, got {args.seed}")
     if args.synthetic:
-        if args.n < 7:
-            p.error("--n must be at least 7 (one face per class)")
-        check_writable(args.synthetic)
-        images, labels = synthetic_faces(args.n, args.seed)
-        write_csv(args.synthetic, images, labels, synthetic_usage(args.n))
+        if not 7 <= args.n <= 1_000_000:  # a million faces is a 4.6 GB CSV; more only exhausts the memory
+            p.error(f"--n must be 7 to 1,000,000 (one face per class at least), got {args.n}")
+        files.check_writable(args.synthetic)
+        images, labels = synthetic.synthetic_faces(args.n, args.seed)
+        write_csv(args.synthetic, images, labels, synthetic.synthetic_usage(args.n))
         print(f"wrote {args.n} synthetic faces to {args.synthetic}")
     elif args.path:
-        check_writable(args.out, folder=True)
-        explore(args.path, args.out, args.seed)
+        if args.out:
+            files.check_writable(args.out, folder=True)
+            explore(args.path, args.out, args.seed)
+        else:
+            explore_counts(args.path, args.seed)
     else:
         p.error("give a data PATH to explore, or --synthetic OUT.csv")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as e:
-        sys.exit(f"data.py: {e}")
-    except KeyboardInterrupt:
-        sys.exit("\ndata.py: interrupted")
+    cli.run(main, "data.py")

@@ -6,50 +6,16 @@ your own face images.
     python evaluate.py --weights model.pth --images photo.jpg [--out DIR] [--json faces.json]
                                         every face in each photo: its box and top-3 emotions (faces.py)
 """
-import argparse
-import json
 import os
-import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+import cli
 import data
 import faces
+import files
 import model as models
-
-
-TTA_WARPS = ((0.0, 0.9), (0.0, 1.1), (-6.0, 1.0), (6.0, 1.0))  # (degrees, zoom) besides the image as it is
-
-
-def tta_views(x):
-    """Ten views of a normalised batch [B, 1, 48, 48]: the image and its mirror, each as it is, zoomed out and in
-    by 10% and rotated by -6 and +6 degrees, inside the training augmentation's ranges (8 degrees, zoom 0.8-1.2)
-    and, as in training, with black outside the picture. On PublicTest these beat flip x 2-pixel shifts (the
-    ten-crop idea of Khaireddin & Chen) by about a point on each of three networks (README, Results)."""
-    black = data.normalize(torch.zeros((), device=x.device))
-    degrees, zooms = zip(*TTA_WARPS)
-    n = len(TTA_WARPS)  # one matrix per warp, shared by the whole batch and by both mirror images
-    thetas = data.affine_matrix(torch.tensor(degrees, device=x.device) * torch.pi / 180,
-                                torch.tensor(zooms, device=x.device), torch.zeros(n, 2, device=x.device),
-                                torch.ones(n, device=x.device))
-    for img in (x, x.flip(-1)):
-        yield img
-        for theta in thetas:
-            yield data.warp(img - black, theta.expand(len(x), 2, 3)) + black  # warp fills with 0: black is 0 here
-
-
-def predict_proba(nets, images, device, tta=False, batch_size=512):
-    """Class probabilities [N, 7] for uint8 images [N, 48, 48], averaged over the networks (an ensemble) and,
-    with tta, over the ten views. Batched on the device; one copy back per batch."""
-    out = []
-    with torch.no_grad():
-        for x in data.batches(images, batch_size, device):
-            views = list(tta_views(x)) if tta else [x]
-            p = sum(F.softmax(net(v).float(), 1) for net in nets for v in views) / (len(nets) * len(views))
-            out.append(p.cpu())
-    return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))
 
 
 def metrics(labels, probs):
@@ -94,13 +60,8 @@ def plot_confusion(m, path, title):
         ax.set_title(sub)
     fig.suptitle(f"{title}: accuracy {100 * m['accuracy']:.2f}% (n={m['n']})")
     fig.tight_layout()
-    data.atomic_write(path, lambda t: fig.savefig(t, dpi=120))
+    files.atomic_write(path, lambda t: fig.savefig(t, dpi=120))
     plt.close(fig)
-
-
-def load_nets(paths, device):
-    nets = [models.load_weights(p, device)[0] for p in paths]
-    return [net.to(memory_format=torch.channels_last) for net in nets]
 
 
 def top3(probs):
@@ -112,12 +73,15 @@ def predict_files(nets, args, device):
     """Every face in every picture: one line per picture classified whole, else a line per face with its box."""
     from PIL import Image
     found = []
-    for path, _, boxes, crops, how in faces.find_in_files(args.images):
-        probs = predict_proba(nets, torch.from_numpy(crops), device, args.tta)  # one batch per picture
+    names = files.unique_names(args.images, "_faces.png") if args.out else []
+    for name in names:  # a photo named like another's output is never replaced by it
+        files.check_writable(os.path.join(args.out, name), inputs=args.images)
+    for k, (path, _, boxes, crops, how) in enumerate(faces.find_in_files(args.images)):
+        probs = models.predict_proba(nets, torch.from_numpy(crops), device, args.tta)  # one batch per picture
         if how == "faces":
             print(f"{path}: {len(boxes)} face{'s' * (len(boxes) > 1)}")
-            for k, (box, pr) in enumerate(zip(boxes, probs), 1):
-                print(f"  face {k} at x={box[0]} y={box[1]} w={box[2]} h={box[3]}: {top3(pr)}")
+            for n, (box, pr) in enumerate(zip(boxes, probs), 1):
+                print(f"  face {n} at x={box[0]} y={box[1]} w={box[2]} h={box[3]}: {top3(pr)}")
         else:
             print(f"{path} (classified whole: {how}): {top3(probs[0])}")
         found.append({"file": str(path), "whole": how != "faces", "note": how,
@@ -126,75 +90,68 @@ def predict_files(nets, args, device):
         if args.out:
             texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * float(pr.max()):.0f}%" for pr in probs]
             marked = faces.label_faces(faces.read_rgb(path), boxes, texts)
-            name = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0] + "_faces.png")
-            data.atomic_write(name, lambda t: Image.fromarray(marked).save(t))
+            name = os.path.join(args.out, names[k])
+            files.atomic_write(name, lambda t: Image.fromarray(marked).save(t))
             print(f"  wrote {name}")
     if args.json:
-        data.atomic_write(args.json, lambda t: open(t, "w").write(json.dumps({"images": found}, indent=1) + "\n"))
+        files.write_json(args.json, {"images": found})
         print(f"wrote {args.json}")
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
-    p.error = lambda msg: p.exit(2, f"evaluate.py: error: {msg}\n")
+def make_parser():
+    p = cli.parser("evaluate.py", __doc__)
     p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
     p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
-    p.add_argument("--split", choices=["test", "val", "train", "all"], help="default: test if the data has "
-                   "one, else val")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], help="default: test (PrivateTest on Kaggle's "
+                   "fer2013.csv) if the data has one, else every image of data without splits, else val (PublicTest)")
     p.add_argument("--images", nargs="+", metavar="IMAGE", help="predict every face in these photos instead (a "
                    "picture of 96 px or less, or with no face found, is classified whole)")
     p.add_argument("--tta", action="store_true", help="average over ten views: mirror x (as is, zoom 0.9 "
                    "and 1.1, rotation -6 and +6 degrees)")
-    p.add_argument("--out", help="folder for confusion_matrix.png (default: beside the first weights); with "
-                   "--images, for each photo annotated with its faces")
+    p.add_argument("--out", help="folder for confusion_matrix.png; with --images, for each photo annotated with "
+                   "its faces (default: nothing written)")
     p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion matrix; with "
                    "--images, each face's box, emotion and probabilities")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    cli.add_device_flag(p)
+    return p
+
+
+def main(argv=None):
+    p = make_parser()
     args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda, but PyTorch sees no CUDA GPU")
+    device = models.pick_device(args.device)
+    inputs = [*args.weights, *(args.images or []), args.data]
     if args.json:  # every output checked before the work, not after the figures are written
-        data.check_writable(args.json)
-    if not args.images or args.out:
-        data.check_writable(args.out or os.path.dirname(os.path.abspath(args.weights[0])), folder=True)
-    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
-    nets = load_nets(args.weights, device)
+        files.check_writable(args.json, inputs=inputs)
+    if args.out:
+        files.check_writable(args.out, folder=True, inputs=inputs)
+    nets = models.load_nets(args.weights, device)
 
     if args.images:
         return predict_files(nets, args, device)
 
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder")
-    splits = data.load(args.data)
-    split = args.split or ("test" if "test" in splits else "val")
-    if split == "all":
-        images = torch.cat([splits[k][0] for k in splits])
-        labels = torch.cat([splits[k][1] for k in splits])
-    elif split in splits:
-        images, labels = splits[split]
-    else:
-        p.error(f"--split {split}: {args.data} has no {split} split (it has {', '.join(splits)})")
-    m = metrics(labels, predict_proba(nets, images, device, args.tta))
-    title = f"{' + '.join(os.path.basename(w) for w in args.weights)} on {split}{' (TTA)' if args.tta else ''}"
+    splits = data.load(args.data, whole=True)
+    for note in splits.notes:
+        print(f"note: {note}")
+    split, images, labels = data.choose_split(splits, args.split, args.data)
+    if split in ("val", "all") and any(net.meta.get("config", {}).get("train_on_val") for net in nets):
+        print(f"warning: {', '.join(args.weights)} trained on the validation images too (--train-on-val): "
+              f"its {split} figure is not held out and says nothing about new faces")
+    m = metrics(labels, models.predict_proba(nets, images, device, args.tta, progress=True))
+    title = f"{' + '.join(os.path.basename(w) for w in args.weights)} on {splits.title(split)}" \
+            f"{' (TTA)' if args.tta else ''}"
     print_report(m, title)
-    out = args.out or os.path.dirname(os.path.abspath(args.weights[0]))
-    os.makedirs(out, exist_ok=True)
-    plot_confusion(m, os.path.join(out, "confusion_matrix.png"), title)
-    print(f"wrote {os.path.join(out, 'confusion_matrix.png')}")
+    if args.out:
+        plot_confusion(m, os.path.join(args.out, "confusion_matrix.png"), title)
+        print(f"wrote {os.path.join(args.out, 'confusion_matrix.png')}")
     if args.json:
-        m.update({"split": split, "weights": args.weights, "tta": args.tta, "data": args.data})
-        data.atomic_write(args.json, lambda t: open(t, "w").write(json.dumps(m, indent=2) + "\n"))
+        m.update({"split": split, "split_title": splits.title(split), "weights": args.weights, "tta": args.tta,
+                  "data": args.data})
+        files.write_json(args.json, m)
         print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (data.DataError, models.WeightsError) as e:
-        sys.exit(f"evaluate.py: {e}")
-    except KeyboardInterrupt:
-        sys.exit("\nevaluate.py: interrupted")
-    except BrokenPipeError:  # `evaluate.py ... | head` closed the pipe: stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
-        sys.exit(1)
+    cli.run(main, "evaluate.py")

@@ -1,22 +1,23 @@
 """Grad-CAM (Selvaraju et al. 2017), by hand with hooks: which parts of a face drove the network's decision.
 
-    python gradcam.py --weights model.pth --data PATH [--split test] [--n 8] [--out gradcam.png]
-    python gradcam.py --weights model.pth --images photo.jpg [--class happy] [--layer stage2]   every face found
+    python gradcam.py --weights model.pth --data PATH --out gradcam.png [--split test] [--n 8]
+    python gradcam.py --weights model.pth --images photo.jpg --out gradcam.png [--class happy]   every face found
 
 For the chosen class c and a layer with activations A (channels k): weights a_k = mean over positions of
 d logit_c / d A_k; the map is ReLU(sum_k a_k A_k), upsampled to 48x48 and scaled to [0, 1] per image.
 """
 import argparse
 import os
-import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import cli
 import data
 import faces
+import files
 import model as models
 
 
@@ -109,7 +110,7 @@ def draw(images, maps, probs, titles, path, layer, truth=None, explained=None):
     axes[1, 0].set_ylabel(f"Grad-CAM ({layer})", fontsize=9)
     axes[0, n].axis("off")
     fig.colorbar(heat, cax=axes[1, n], label="importance")
-    data.atomic_write(path, lambda t: fig.savefig(t, dpi=130, bbox_inches="tight"))
+    files.atomic_write(path, lambda t: fig.savefig(t, dpi=130, bbox_inches="tight"))
     plt.close(fig)
 
 
@@ -126,20 +127,23 @@ def parse_class(text):
     raise argparse.ArgumentTypeError(f"{text!r} is not a class (0-6 or one of {', '.join(data.CLASSES)})")
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
-    p.error = lambda msg: p.exit(2, f"gradcam.py: error: {msg}\n")
-    p.add_argument("--weights", required=True)
+def make_parser():
+    p = cli.parser("gradcam.py", __doc__)
+    p.add_argument("--weights", required=True, help="a model.pth")
     p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
-    p.add_argument("--split", choices=["test", "val", "train"], help="default: test if the data has one, else val")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], help="default: as evaluate.py's")
     p.add_argument("--images", nargs="+", metavar="IMAGE", help="explain these image files instead")
     p.add_argument("--n", type=int, default=8, help="how many images from the split")
     p.add_argument("--layer", help="the module to explain (default: the last residual block)")
     p.add_argument("--class", dest="cls", type=parse_class, help="explain this class instead of the predicted")
-    p.add_argument("--out", default="gradcam.png")
+    p.add_argument("--out", required=True, help="the figure to write (.png, .jpg, .pdf, .svg)")
     p.add_argument("--seed", type=int, default=0, help="which images --n picks")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    cli.add_device_flag(p)
+    return p
+
+
+def main(argv=None):
+    p = make_parser()
     args = p.parse_args(argv)
     if args.n <= 0:
         p.error("--n must be positive")
@@ -147,10 +151,8 @@ def main(argv=None):
         p.error(f"--seed must be >= 0, got {args.seed}")
     if os.path.splitext(args.out)[1].lower() not in IMAGE_FORMATS:
         p.error(f"--out {args.out}: name an image file ({', '.join(IMAGE_FORMATS)})")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda, but PyTorch sees no CUDA GPU")
-    data.check_writable(args.out)
-    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    device = models.pick_device(args.device)
+    files.check_writable(args.out, inputs=[args.weights, args.data, *(args.images or [])])
     net, name = models.load_weights(args.weights, device)
     if not args.layer and name not in models.TARGET_LAYERS:
         p.error(f"{args.weights} holds a {name!r} network, which has no convolutional layer to explain")
@@ -169,13 +171,10 @@ def main(argv=None):
     else:
         if args.data != "synthetic" and not os.path.exists(args.data):
             p.error(f"--data {args.data}: no such file or folder")
-        splits = data.load(args.data)
-        split = args.split or ("test" if "test" in splits else "val")
-        if split not in splits:
-            p.error(f"--split {split}: {args.data} has no {split} split (it has {', '.join(splits)})")
-        all_images, labels = splits[split]
-        with torch.no_grad():
-            pred = torch.cat([net(x).argmax(1).cpu() for x in data.batches(all_images, 512, device)])
+        splits = data.load(args.data, whole=True)
+        split, all_images, labels = data.choose_split(splits, args.split, args.data)
+        print(f"{args.n} faces from {splits.title(split)}")
+        pred = models.predict_proba([net], all_images, device).argmax(1)
         idx = torch.from_numpy(pick(labels.numpy(), pred.numpy(), args.n, args.seed))
         images = all_images[idx]
         titles = [f"true {data.CLASSES[int(labels[i])]}" for i in idx]
@@ -193,9 +192,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (data.DataError, models.WeightsError) as e:
-        sys.exit(f"gradcam.py: {e}")
-    except KeyboardInterrupt:
-        sys.exit("\ngradcam.py: interrupted")
+    cli.run(main, "gradcam.py")

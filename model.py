@@ -1,6 +1,6 @@
 """The networks, and saving/loading their weights.
 
-`resnet` is the report's network exactly (Appendix 1 of ../shared/seeds/000_55d2f88b02d02023.txt):
+`resnet` is the report's network exactly (its Appendix 1, the layer table):
 3,817,079 parameters, LeakyReLU, Kaiming-normal init. One change: it returns logits. The report ended in
 a Softmax and then used CrossEntropyLoss, which applies log-softmax again; the double softmax squashes the
 gradients and slows learning, so the Softmax is gone (predictions are the same argmax).
@@ -9,13 +9,16 @@ gradients and slows learning, so the Softmax is gone (predictions are the same a
 """
 import os
 import re
-import shutil
 import sys
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+import augment
+import cli
+import data
+import files
 
 
 def conv3x3(cin, cout):
@@ -66,7 +69,7 @@ class ResNet(nn.Module):
 def kaiming_init(model):
     """Kaiming-normal weights as the report, except the output layer, which starts at zero. Without the report's
     final Softmax, a Kaiming-initialised output layer starts with logits so large that the loss is ~9 instead of
-    ln 7 = 1.95, and the network spends its first epochs only shrinking them (README, "Differences")."""
+    ln 7 = 1.95, and the network spends its first epochs only shrinking them (docs/differences.md)."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="leaky_relu")
@@ -80,7 +83,7 @@ def kaiming_init(model):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The peer reports' networks (../shared/seeds/00[1-4]*), rebuilt from their descriptions for the comparison table,
+# The peer reports' networks, rebuilt from their descriptions for the comparison table,
 # and one stronger network of our own. Where a report leaves a size out, the choice is said in a comment.
 
 def conv_bn_relu(cin, cout, k=3):
@@ -92,7 +95,7 @@ class VGGBase(nn.Module):
     no BatchNorm (Keras defaults: biases, 'same' padding). 64.5% with augmentation in that report. Initialised as
     Keras initialises it (Glorot-uniform weights, zero biases), not with PyTorch's default (Kaiming-uniform with
     a=sqrt(5), i.e. weights ~3x smaller in variance for ReLU), under which this 10-conv network without BatchNorm
-    answered "happy" from epoch 1 (README, Results)."""
+    answered "happy" from epoch 1 (docs/results.md)."""
 
     def __init__(self, num_classes=7):
         super().__init__()
@@ -200,36 +203,26 @@ def count_parameters(model):
 # Weights files. A weights file is a dict of tensors and plain types only, so torch.load(weights_only=True) reads
 # it and no code in it can run: {"model": name, "classes": [...], "state_dict": {...}, "meta": {...}}.
 
-class WeightsError(Exception):
+class WeightsError(cli.UserError):
     """A weights or checkpoint file the user gave cannot be used; the message says why in one line."""
 
 
 def atomic_save(obj, path):
-    """torch.save to a temporary file, then rename: a crash mid-write leaves the previous file intact."""
-    path = str(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as RuntimeError ("unexpected pos ...")
-        reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:100]
-        if isinstance(e, RuntimeError) and shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 2 ** 28:
-            reason = "no space left on the device"
-        raise WeightsError(f"{path}: cannot write it ({reason})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """torch.save through files.atomic_write: a crash or a full disk mid-write leaves the previous file intact."""
+    files.atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_weights(path, model, name, meta=None, half=False):
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if half:  # shipped weights: fp16 halves the file; float buffers only, BN's counter stays an integer
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    atomic_save({"model": name, "classes": list(CLASSES), "state_dict": state, "meta": meta or {}}, path)
+    atomic_save({"model": name, "classes": list(data.CLASSES), "state_dict": state, "meta": meta or {}}, path)
 
 
 def read_file(path):
     """torch.load with weights_only=True, turning every way a file can be unusable into a WeightsError."""
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: is a folder; give the weights file inside it (model.pth)")
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such file")
     try:
@@ -240,24 +233,54 @@ def read_file(path):
         raise WeightsError(f"{path}: not a usable weights file ({first[:160]})") from None
 
 
+def is_state_dict(obj):
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
 def load_weights(path, device="cpu", expect=None):
     """Returns (model in eval mode on `device`, model name). `expect` is the --model the user asked for.
     Besides this project's weights files it takes a bare state_dict (what torch.save(net.state_dict()) writes, and
-    what the report shipped) whose keys and shapes fit exactly one of the networks here."""
+    what the report shipped), or a dict that holds one (under "model_state_dict" or any other key), whose keys and
+    shapes fit exactly one of the networks here. The model's `classes` attribute is the file's class order."""
     blob = read_file(path)
-    if isinstance(blob, dict) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
+    if isinstance(blob, dict) and "optimizer" in blob and "config" in blob and "epoch" in blob:
+        raise WeightsError(f"{path}: a training checkpoint (for --resume), not weights; use model.pth or last.pth "
+                           f"in the same folder")
+    if is_state_dict(blob):
         blob = {"model": network_of(blob, path), "state_dict": blob}
+    elif isinstance(blob, dict) and "state_dict" not in blob:  # someone else's dict: {"model_state_dict": ...}
+        inner = [k for k, v in blob.items() if is_state_dict(v)]
+        fitting = [k for k in inner if fits_one(blob[k])]
+        if len(fitting) != 1:
+            raise WeightsError(f"{path}: not a weights file of this project (keys {list(blob)[:6]}; "
+                               f"{'none' if not fitting else ' and '.join(fitting)} of them hold weights of a "
+                               f"network here)")
+        blob = {"model": network_of(blob[fitting[0]], path), "state_dict": blob[fitting[0]]}
     if not isinstance(blob, dict) or "state_dict" not in blob or "model" not in blob:
         raise WeightsError(f"{path}: not a weights file of this project (no 'model'/'state_dict' entries)")
     name = blob["model"]
     if name not in MODELS:
         raise WeightsError(f"{path}: holds an unknown network {name!r} (this code knows {', '.join(MODELS)})")
+    classes = [data.CLASSES[data.class_index(str(c))] if data.class_index(str(c)) is not None else str(c)
+               for c in blob.get("classes") or data.CLASSES]  # "Anger", "HAPPY": the names class folders may use
+    if sorted(classes) != sorted(data.CLASSES):
+        raise WeightsError(f"{path}: its classes {classes} are not FER2013's seven ({', '.join(data.CLASSES)})")
     blob["state_dict"] = strip_wrappers(blob["state_dict"])
     if expect is not None and expect != name:
         raise WeightsError(f"{path}: holds a {name!r} network, not {expect!r}")
+    bad = [k for k, v in blob["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"{path}: holds NaN or infinite weights ({bad[0]}{', ...' if len(bad) > 1 else ''}): "
+                           f"the run that wrote it diverged")
     model = build(name)
     load_state(model, blob["state_dict"], path)
+    model.classes, model.meta = tuple(classes), blob.get("meta") or {}
     return model.to(device).eval(), name
+
+
+def fits_one(state):
+    shapes = {k: tuple(v.shape) for k, v in strip_wrappers(state).items()}
+    return sum({k: tuple(v.shape) for k, v in make().state_dict().items()} == shapes for make in MODELS.values()) == 1
 
 
 def strip_wrappers(state):
@@ -293,6 +316,43 @@ def load_state(model, state, path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Running networks: the device, and batched prediction with TTA and ensembles
+
+def pick_device(name):
+    """--device auto|cpu|cuda -> a torch.device; auto takes a CUDA GPU where PyTorch sees one."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise cli.FlagError("--device cuda, but PyTorch sees no CUDA GPU (use --device cpu or auto)")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def load_nets(paths, device):
+    """Weights files -> networks in eval mode, channels_last (the fast layout for these convolutions)."""
+    return [load_weights(p, device)[0].to(memory_format=torch.channels_last) for p in paths]
+
+
+def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=False, progress=False):
+    """Class probabilities [N, 7] in data.CLASSES order for uint8 images [N, 48, 48], averaged over the networks
+    (an ensemble) and, with tta, over augment.tta_views' ten views. Batched on the device; one copy back per
+    batch. `autocast`: bf16 on the CPU (AMX) or CUDA, about twice as fast, for live video. `progress`: a bar
+    (TTA over a data set takes minutes on a CPU)."""
+    from tqdm import tqdm
+    device = torch.device(device)
+    out = []
+    order = [[net.classes.index(c) for c in data.CLASSES] if getattr(net, "classes", data.CLASSES) != data.CLASSES
+             else None for net in nets]  # a file trained with another class order, mapped to ours
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        for x in tqdm(data.batches(images, batch_size, device), total=-(-len(images) // batch_size), leave=False,
+                      disable=not progress or None, desc="predicting", dynamic_ncols=True, file=sys.stdout):
+            views = list(augment.tta_views(x)) if tta else [x]
+            p = 0
+            for net, idx in zip(nets, order):
+                q = sum(F.softmax(net(v).float(), 1) for v in views)
+                p = p + (q if idx is None else q[:, idx])
+            out.append((p / (len(nets) * len(views))).cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 def layer_table(model, input_size=(1, 1, 48, 48)):
     """Rows of (indented name, type, output shape, parameters held directly), like the report's Appendix 1."""
@@ -316,8 +376,7 @@ def layer_table(model, input_size=(1, 1, 48, 48)):
 
 
 def main(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(description="Print a network's layer table and parameter count.")
+    p = cli.parser("model.py", "Print a network's layer table and parameter count.")
     p.add_argument("--model", default="resnet", choices=list(MODELS))
     args = p.parse_args(argv)
     model = build(args.model)
@@ -331,4 +390,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, "model.py")

@@ -10,14 +10,18 @@ Speed (after airbench): the whole training set lives on the device as one uint8 
 come from WeightedRandomSampler in one draw, and each batch is gathered, flipped, affine-warped and normalised
 by tensor ops on the device. No DataLoader workers, no per-sample Python, no host<->device copy or .item()
 inside the step: loss and accuracy sums stay on the device and are read once per epoch.
+
+The file reads top to bottom: the flags, the loop's pieces (schedules, the moving average, the random state,
+the Trainer), validation and the outputs, then `run` (one training run) and `main`.
 """
 import argparse
 import copy
 import hashlib
-import json
 import math
 import os
 import random
+import shlex
+import shutil
 import sys
 import time
 
@@ -28,32 +32,36 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+import augment
+import cli
 import data
+import files
 import model as models
 
+# ---------------------------------------------------------------------------------------------------------------
+# The flags. Every default is the report's recipe; the stronger recipes switch options on (README, docs/).
 
 def make_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
-    p.error = lambda msg: p.exit(2, f"train.py: error: {msg}\n")  # one line, not usage + message
-    # The report's recipe is the default of every flag.
+    p = cli.parser("train.py", __doc__)
     p.add_argument("--data", default="data/fer2013.csv", help="fer2013.csv / train.csv / icml_face_data.csv "
                    "(.gz too), an image folder, or 'synthetic'")
-    p.add_argument("--model", default="resnet", choices=list(models.MODELS))
-    p.add_argument("--epochs", type=int, default=350)
-    p.add_argument("--bs", type=int, default=256, help="batch size")
+    p.add_argument("--model", default="resnet", choices=list(models.MODELS), help="the network (model.py)")
+    p.add_argument("--epochs", type=int, default=350, help="epochs in all (with --resume: up to this epoch)")
+    p.add_argument("--bs", type=int, default=256, help="batch size (the global batch under torchrun)")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (peak learning rate for cosine)")
     p.add_argument("--opt", choices=["adam", "adamw", "sgd"], default="adam", help="Adam (the report), AdamW "
                    "(decoupled weight decay) or SGD with Nesterov momentum (Khaireddin & Chen 2021)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD's Nesterov momentum")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD's Nesterov momentum (0: plain SGD)")
     p.add_argument("--wd", type=float, default=0.0, help="weight decay")
-    p.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau",
+    p.add_argument("--schedule", choices=["plateau", "cosine", "inverse-time"], default="plateau",
                    help="plateau: ReduceLROnPlateau on validation loss (the report); cosine: linear warm-up, "
-                   "then cosine decay to 0 over --epochs, stepped every batch")
+                   "then cosine decay to 0 over --epochs, stepped every batch; inverse-time: lr / (1 + --decay x "
+                   "step), stepped every batch (Keras's `decay`, seed 004; --decay 0: a constant lr, seed 002)")
     p.add_argument("--warmup", type=float, default=0.0, help="cosine warm-up, epochs")
+    p.add_argument("--decay", type=float, default=0.0, help="inverse-time decay per step (--schedule inverse-time)")
     p.add_argument("--plateau-factor", type=float, default=0.1, help="ReduceLROnPlateau factor (PyTorch default)")
     p.add_argument("--plateau-patience", type=int, default=10, help="ReduceLROnPlateau patience, epochs")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
     p.add_argument("--head", choices=["logits", "softmax"], default="logits", help="softmax: put a Softmax before "
                    "the cross-entropy, as the report did (for comparison only: softmax twice squashes the gradients)")
     p.add_argument("--sampler", choices=["weighted", "shuffle"], default="weighted",
@@ -77,9 +85,10 @@ def make_parser():
                    "model.pth is then the last epoch's weights (the validation figures are no longer held out)")
     p.add_argument("--amp", choices=["bf16", "fp16", "off"], default="bf16",
                    help="mixed precision: bf16 autocast (CPU and CUDA), fp16 + GradScaler (CUDA), or fp32")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slower on the 2-core CPU "
+                   "measured; may pay off on long GPU runs; needs a C++ compiler)")
+    cli.add_device_flag(p)
+    p.add_argument("--seed", type=int, default=0, help="initial weights, epoch order and augmentation draws")
     p.add_argument("--out", help="output folder (default runs/<timestamp>)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint.pth")
     p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (a model.pth, or weights/*.pth) "
@@ -93,7 +102,8 @@ RANGES = {
     "epochs": (lambda v: v > 0, "a positive integer"), "bs": (lambda v: v > 0, "a positive integer"),
     "lr": (lambda v: 0 < v < math.inf, "a positive number"),
     "momentum": (lambda v: 0 <= v < 1, "in [0, 1) (0: plain SGD)"),
-    "wd": (lambda v: 0 <= v < math.inf, ">= 0"), "warmup": (lambda v: 0 <= v < math.inf, ">= 0 (epochs)"),
+    "wd": (lambda v: 0 <= v < math.inf, ">= 0"), "decay": (lambda v: 0 <= v < math.inf, ">= 0"),
+    "warmup": (lambda v: 0 <= v < math.inf, ">= 0 (epochs)"),
     "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"), "plateau_patience": (lambda v: v >= 0, ">= 0"),
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"), "early_stop": (lambda v: v >= 0, ">= 0 (0: never)"),
     "flip": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
@@ -104,25 +114,41 @@ RANGES = {
     "mixup": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"), "cutmix": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"),
     "ema": (lambda v: 0 <= v < 1, "a decay in [0, 1) (0: off)"), "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2^32)"),
 }
+# What a resumed run may change: the optimiser's own numbers are written back into it (a checkpoint's optimiser
+# state would otherwise keep the old ones while config.json claimed the new).
+RESUME_FIXED = ("model", "opt", "schedule", "head", "seed")
+RESUME_OPTIMISER = ("lr", "wd", "momentum", "plateau_factor", "plateau_patience")
+# The files that make a folder a run's: a new run refuses a folder holding any of them.
+RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv", "config.json")
 
 
 def parse_args(argv):
     p = make_parser()
     args = p.parse_args(argv)
-    given = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    args.given = sorted({a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")})
     if args.resume:
-        args = resumed_args(args, given, p)
+        args = resumed_args(args, p)
     for flag, (ok, what) in RANGES.items():
         if not ok(getattr(args, flag)):
             p.error(f"--{flag.replace('_', '-')} must be {what}, got {getattr(args, flag)}")
     if not 0 < args.scale[0] <= args.scale[1] < math.inf:
         p.error(f"--scale needs 0 < low <= high, got {args.scale[0]} {args.scale[1]}")
+    if args.warmup and args.schedule != "cosine":
+        p.error(f"--warmup warms up the cosine schedule; --schedule {args.schedule} has none (add --schedule cosine)")
+    if args.decay and args.schedule != "inverse-time":
+        p.error(f"--decay is the inverse-time schedule's; --schedule {args.schedule} ignores it "
+                "(add --schedule inverse-time)")
     if args.train_on_val and args.early_stop:
         p.error("--early-stop watches the validation loss, which --train-on-val trains on; use one of them")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda, but PyTorch sees no CUDA GPU (use --device cpu or auto)")
-    if args.amp == "fp16" and resolve_device(args.device).type != "cuda":
+    try:
+        device = models.pick_device(args.device)
+    except cli.FlagError as e:
+        p.error(str(e))
+    if args.amp == "fp16" and device.type != "cuda":
         p.error("--amp fp16 needs a CUDA GPU; on CPU use bf16 or off")
+    if args.compile and device.type == "cpu" and not (shutil.which("g++") or shutil.which("c++")
+                                                      or shutil.which("clang++")):
+        p.error("--compile on the CPU needs a C++ compiler (g++ or clang++), and none is installed; drop --compile")
     world = int(os.environ.get("WORLD_SIZE", 1))
     if args.bs % world:
         p.error(f"--bs {args.bs} is the global batch and must divide evenly over the {world} processes, e.g. "
@@ -131,43 +157,163 @@ def parse_args(argv):
         p.error(f"--data {args.data}: no such file or folder. Download fer2013.csv from "
                 "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-"
                 "challenge/data into data/, pass --data PATH, or try --data synthetic")
-    if args.out and not args.resume and os.path.isfile(os.path.join(args.out, "checkpoint.pth")):
-        p.error(f"--out {args.out} already holds a run (checkpoint.pth): continue it with --resume "
-                f"{os.path.join(args.out, 'checkpoint.pth')}, or choose another --out")
+    if args.out:
+        own = os.path.dirname(os.path.abspath(args.resume)) if args.resume else None
+        held = [f for f in RUN_FILES if os.path.isfile(os.path.join(args.out, f))]
+        if held and os.path.abspath(args.out) != own:
+            how = "continue it with --resume " + os.path.join(args.out, "checkpoint.pth") \
+                if "checkpoint.pth" in held else "its checkpoint.pth is gone, so it cannot be continued"
+            p.error(f"--out {args.out} already holds a run ({', '.join(held)}): {how}, or choose another --out")
     return args
 
 
-def resumed_args(args, given, p):
+def resumed_args(args, p):
     """The checkpoint's own configuration, with only the flags given on this command line changed."""
     ckpt = models.read_file(args.resume)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "optimizer" not in ckpt:
         raise models.WeightsError(f"{args.resume}: not a checkpoint.pth of train.py")
     config = {**vars(p.parse_args([])), **ckpt["config"]}  # flags newer than the checkpoint: their defaults
-    for k in given - {"resume"}:
-        if k in ("model", "opt", "schedule", "head") and getattr(args, k) != config[k]:
-            p.error(f"--resume {args.resume}: the checkpoint trains with --{k} {config[k]}, not {getattr(args, k)}; "
-                    f"to change it, start a new run from its weights with --init")
+    for k in set(args.given) - {"resume"}:
+        if k in RESUME_FIXED and getattr(args, k) != config[k]:
+            p.error(f"--resume {args.resume}: the checkpoint trains with --{k.replace('_', '-')} {config[k]}, not "
+                    f"{getattr(args, k)}; to change it, start a new run from its weights with --init")
         config[k] = getattr(args, k)
-    config["resume"] = args.resume
-    if "out" not in given:
+    config["resume"], config["given"] = args.resume, args.given
+    if "out" not in args.given:
         config["out"] = os.path.dirname(os.path.abspath(args.resume))
+    if ckpt["epoch"] >= config["epochs"]:
+        p.error(f"--resume {args.resume}: the run has finished {ckpt['epoch']} epochs already; pass --epochs N "
+                f"with N > {ckpt['epoch']} to train on")
     return argparse.Namespace(**config)
 
 
-def resolve_device(name):
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def fingerprint(images, labels):
-    """Identifies the training data, so --resume refuses a checkpoint made on other data."""
-    h = hashlib.sha1(labels.numpy().tobytes())
-    h.update(images.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 # ---------------------------------------------------------------------------------------------------------------
+# The loop's pieces
+
+def warmup_cosine(warmup_steps, total_steps):
+    """Learning-rate multiplier: linear from ~0 to 1 over the warm-up, then half a cosine down to 0."""
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))))
+    return factor
+
+
+def inverse_time(decay):
+    """Learning-rate multiplier 1 / (1 + decay x step): Keras's legacy `decay` argument, applied after every
+    update (seed 004's "decay 1e-5"). It is not weight decay."""
+    return lambda step: 1 / (1 + decay * step)
+
+
+def make_optimizer(args, params):
+    if args.opt in ("adam", "adamw"):
+        adam = torch.optim.Adam if args.opt == "adam" else torch.optim.AdamW
+        return adam(params, lr=args.lr, weight_decay=args.wd)
+    return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, nesterov=args.momentum > 0,
+                           weight_decay=args.wd)  # momentum 0: plain SGD
+
+
+def make_scheduler(args, opt, steps_per_epoch):
+    if args.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=args.plateau_factor,
+                                                          patience=args.plateau_patience)
+    factor = warmup_cosine(args.warmup * steps_per_epoch, args.epochs * steps_per_epoch) \
+        if args.schedule == "cosine" else inverse_time(args.decay)
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def apply_resume_flags(args, opt, sched):
+    """--lr/--wd/--momentum/--plateau-* given with --resume: written into the restored optimiser and scheduler,
+    which would otherwise go on with the checkpoint's values."""
+    given = set(args.given)
+    for group in opt.param_groups:
+        if "lr" in given:
+            group["lr"] = args.lr * (sched.lr_lambdas[0](sched.last_epoch) if args.schedule != "plateau" else 1)
+        if "wd" in given:
+            group["weight_decay"] = args.wd
+        if "momentum" in given and "momentum" in group:
+            group["momentum"], group["nesterov"] = args.momentum, args.momentum > 0
+    if "lr" in given and args.schedule != "plateau":
+        sched.base_lrs = [args.lr] * len(opt.param_groups)
+    if args.schedule == "plateau":
+        sched.factor = args.plateau_factor
+        sched.patience = args.plateau_patience
+
+
+class EMA:
+    """ema <- decay * ema + (1 - decay) * net after every step, over the whole state_dict: weights and BatchNorm
+    statistics alike (as timm's ModelEmaV2); integer buffers (BatchNorm's batch count) are copied. The decay
+    warms up as (1 + n) / (10 + n) after n updates (TensorFlow's ExponentialMovingAverage): with a fixed decay
+    from the first step, a short run's average is still partly the random initial weights."""
+
+    def __init__(self, average, net, decay):
+        self.decay, self.updates = decay, 0
+        pairs = list(zip(average.state_dict().values(), net.state_dict().values()))
+        floats = [(e, p) for e, p in pairs if e.is_floating_point()]
+        self.floats = [[e for e, _ in floats], [p for _, p in floats]]
+        self.counts = [(e, p) for e, p in pairs if not e.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self):
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))  # a host number: no sync
+        torch._foreach_lerp_(*self.floats, 1 - decay)  # one fused op, as torch.optim's foreach steps
+        for e, p in self.counts:
+            e.copy_(p)
+
+
+def numpy_rng_state(rng):
+    _, keys, *rest = rng.get_state()  # a tensor and plain numbers, so weights_only loading accepts it
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(rest[0]), int(rest[1]), float(rest[2])]}
+
+
+def set_numpy_rng_state(rng, state):
+    rng.set_state(("MT19937", state["keys"].numpy().astype(np.uint32), *state["rest"]))
+
+
+def rng_state(trainer, augment_ranks):
+    """Every random stream of a run, for an exact --resume: torch's, the epoch order's, each rank's augmentation,
+    numpy's, the mixing draws, Python's and CUDA's."""
+    return {"torch": torch.get_rng_state(), "sampler": trainer.sampler_gen.get_state(),
+            "augment": augment_ranks[0], "augment_ranks": augment_ranks, "numpy": numpy_rng_state(np.random),
+            "mix": numpy_rng_state(trainer.mix_rng), "python": list(random.getstate()[1]),
+            "cuda": torch.cuda.get_rng_state() if trainer.device.type == "cuda" else torch.empty(0)}
+
+
+def set_rng_state(trainer, rng, saved_world, saved_device, epoch, path):
+    torch.set_rng_state(rng["torch"])
+    trainer.sampler_gen.set_state(rng["sampler"])
+    augment_ranks = rng.get("augment_ranks", [rng["augment"]])
+    own = trainer.aug_gen.get_state()
+    if saved_world == trainer.world and augment_ranks[trainer.rank].shape == own.shape:
+        trainer.aug_gen.set_state(augment_ranks[trainer.rank].to(own.device))
+    else:  # a CUDA generator's state does not fit a CPU one, nor 4 ranks' streams 2 ranks
+        trainer.aug_gen.manual_seed(trainer.args.seed + 1 + 1000003 * trainer.rank + 7919 * epoch)
+        if trainer.rank == 0:
+            print(f"note: {path} was saved by {saved_world} process(es) on {saved_device}; the augmentation draws "
+                  f"continue from a fresh seed, so the run is not bit-identical to one that never stopped", flush=True)
+    set_numpy_rng_state(np.random, rng["numpy"])
+    if "mix" in rng:  # checkpoints from before --mixup/--cutmix have no such state
+        set_numpy_rng_state(trainer.mix_rng, rng["mix"])
+    random.setstate((3, tuple(rng["python"]), None))
+    if trainer.device.type == "cuda" and saved_device == "cuda" and rng["cuda"].numel():
+        torch.cuda.set_rng_state(rng["cuda"])
+
+
+def cross_entropy(logits, y, head="logits", **options):
+    """The loss, in fp32. --head softmax puts the report's Softmax before it: CrossEntropyLoss then applies a
+    second (log-)softmax, which squashes the gradients; kept to measure what the report's choice cost."""
+    logits = logits.float()
+    return F.cross_entropy(logits.softmax(1) if head == "softmax" else logits, y, **options)
+
+
+def rank_batch(order, step, bs, rank, world):
+    """This rank's share of global batch `step`: the one-process batch order[step * bs:(step + 1) * bs], cut into
+    `world` consecutive pieces. Every rank draws the same order, so together they see what one process sees."""
+    local = bs // world
+    start = step * bs + rank * local
+    return order[start:start + local]
+
 
 class Trainer:
     """Model, optimiser, scheduler and the device-resident data of one run."""
@@ -183,21 +329,11 @@ class Trainer:
         self.step_net = torch.compile(self.net) if args.compile else self.net
         if world > 1:  # gradients averaged over the ranks in backward; BatchNorm buffers broadcast from rank 0.
             # Per-rank batch statistics, no SyncBatchNorm: PyTorch refuses it on CPU, and at 128 images per rank
-            # BatchNorm is far from its small-batch trouble (README, Several GPUs).
+            # BatchNorm is far from its small-batch trouble (docs/distributed.md).
             self.step_net = DDP(self.step_net, device_ids=[device] if device.type == "cuda" else None)
-        if args.opt in ("adam", "adamw"):
-            adam = torch.optim.Adam if args.opt == "adam" else torch.optim.AdamW
-            self.opt = adam(self.net.parameters(), lr=args.lr, weight_decay=args.wd)
-        else:
-            self.opt = torch.optim.SGD(self.net.parameters(), lr=args.lr, momentum=args.momentum,
-                                       nesterov=args.momentum > 0, weight_decay=args.wd)  # momentum 0: plain SGD
-        steps_per_epoch = max(1, len(splits["train"][1]) // min(args.bs, len(splits["train"][1])))
-        if args.schedule == "plateau":
-            self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=args.plateau_factor,
-                                                                    patience=args.plateau_patience)
-        else:
-            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, warmup_cosine(
-                args.warmup * steps_per_epoch, args.epochs * steps_per_epoch))
+        self.opt = make_optimizer(args, self.net.parameters())
+        n_train = len(splits["train"][1])
+        self.sched = make_scheduler(args, self.opt, max(1, n_train // min(args.bs, n_train)))
         self.scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
         # The data set, resident on the device: 28,709 x 48 x 48 uint8 = 66 MB.
         self.train_x, self.train_y = (t.to(device) for t in splits["train"])
@@ -210,13 +346,8 @@ class Trainer:
         self.loss_weights = (len(counts) * (1 / counts) / (1 / counts).sum()).to(device) \
             if args.class_weighted_loss else None
         self.mix_rng = np.random.RandomState(args.seed)  # mixup/CutMix draws: on the host, so nothing to sync
-        # The average is over the whole state_dict: weights and BatchNorm statistics alike (as timm's ModelEmaV2).
         self.ema = copy.deepcopy(self.net).requires_grad_(False) if args.ema else None
-        pairs = list(zip(self.ema.state_dict().values(), self.net.state_dict().values())) if args.ema else []
-        floats = [(e, p) for e, p in pairs if e.is_floating_point()]
-        self.ema_floats = [[e for e, _ in floats], [p for _, p in floats]]
-        self.ema_counts = [(e, p) for e, p in pairs if not e.is_floating_point()]  # BatchNorm's batch counters
-        self.ema_updates = 0
+        self.averager = EMA(self.ema, self.net, args.ema) if args.ema else None
 
     @property
     def eval_net(self):
@@ -238,14 +369,18 @@ class Trainer:
             order = torch.randperm(n, generator=self.sampler_gen)
         return order.to(self.device, non_blocking=True)
 
+    def loss(self, logits, y):
+        return cross_entropy(logits, y, self.args.head, weight=self.loss_weights,
+                             label_smoothing=self.args.label_smoothing)
+
     def train_step(self, x_uint8, y):
         """One optimiser step on a uint8 batch [B, 48, 48] already on the device. Returns the summed loss and
         correct count as device tensors (no sync)."""
         a = self.args
-        x = data.augment(x_uint8[:, None].float().div_(255), self.aug_gen, a.flip, a.degrees, a.translate,
-                         a.scale, a.erase)
+        x = augment.augment(x_uint8[:, None].float().div_(255), self.aug_gen, a.flip, a.degrees, a.translate,
+                            a.scale, a.erase)
         x = data.normalize(x).contiguous(memory_format=torch.channels_last)
-        x, y_partner, lam = data.mix(x, y, self.mix_rng, a.mixup, a.cutmix)
+        x, y_partner, lam = augment.mix(x, y, self.mix_rng, a.mixup, a.cutmix)
         with self.autocast():
             logits = self.step_net(x)
             loss = self.loss(logits, y)
@@ -257,25 +392,9 @@ class Trainer:
         self.scaler.update()
         if a.schedule != "plateau":
             self.sched.step()  # per batch; host-side arithmetic only
-        if self.ema is not None:
-            self.update_ema()
+        if self.averager is not None:
+            self.averager.update()
         return loss.detach() * len(y), (logits.argmax(1) == y).sum()
-
-    def loss(self, logits, y):
-        logits = logits.float().softmax(1) if self.args.head == "softmax" else logits.float()
-        return F.cross_entropy(logits, y, weight=self.loss_weights, label_smoothing=self.args.label_smoothing)
-
-    @torch.no_grad()
-    def update_ema(self):
-        """ema <- decay * ema + (1 - decay) * net; integer buffers (BatchNorm's batch count) are copied.
-        The decay warms up as (1 + n) / (10 + n) after n updates (TensorFlow's ExponentialMovingAverage): with
-        a fixed 0.998 from the first step, 7% of a 12-epoch run's average was still the random initial weights
-        (measured: 54.58% vs 56.51% without the average)."""
-        self.ema_updates += 1
-        decay = min(self.args.ema, (1 + self.ema_updates) / (10 + self.ema_updates))  # a host number: no sync
-        torch._foreach_lerp_(*self.ema_floats, 1 - decay)  # one fused op, as torch.optim's foreach steps
-        for e, p in self.ema_counts:
-            e.copy_(p)
 
     def train_epoch(self, desc):
         self.net.train()
@@ -299,79 +418,31 @@ class Trainer:
     def state(self, epoch, history, best_val_loss, data_id):
         """Everything --resume needs. Under torchrun every rank calls it (it gathers each rank's augmentation
         stream); rank 0 writes it."""
-        augment = self.aug_gen.get_state()
+        augment_ranks = [self.aug_gen.get_state().cpu()]
         if self.world > 1:
-            states = [None] * self.world
-            dist.all_gather_object(states, augment.cpu())
-        else:
-            states = [augment.cpu()]
+            augment_ranks = [None] * self.world
+            dist.all_gather_object(augment_ranks, self.aug_gen.get_state().cpu())
         return {"config": vars(self.args), "device": self.device.type, "world": self.world,
                 "epoch": epoch, "history": history, "best_val_loss": best_val_loss,
                 "data_id": data_id, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else {}, "ema_updates": self.ema_updates,
-                "rng": {"torch": torch.get_rng_state(), "sampler": self.sampler_gen.get_state(),
-                        "augment": states[0], "augment_ranks": states, "numpy": numpy_rng_state(np.random),
-                        "mix": numpy_rng_state(self.mix_rng),
-                        "python": list(random.getstate()[1]),
-                        "cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.empty(0)}}
+                "ema": self.ema.state_dict() if self.ema is not None else {},
+                "ema_updates": self.averager.updates if self.averager else 0, "rng": rng_state(self, augment_ranks)}
 
     def load_state(self, ckpt, path):
         models.load_state(self.net, ckpt["model"], path)
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        rng = ckpt["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.sampler_gen.set_state(rng["sampler"])
-        augment = rng.get("augment_ranks", [rng["augment"]])
-        own = self.aug_gen.get_state()
-        if ckpt.get("world", 1) == self.world and augment[self.rank].shape == own.shape:
-            self.aug_gen.set_state(augment[self.rank].to(own.device))
-        else:  # a CUDA generator's state does not fit a CPU one, nor 4 ranks' streams 2 ranks
-            self.aug_gen.manual_seed(self.args.seed + 1 + 1000003 * self.rank + 7919 * ckpt["epoch"])
-            if self.rank == 0:
-                print(f"note: {path} was saved by {ckpt.get('world', 1)} process(es) on "
-                      f"{ckpt.get('device', 'another device')}; the augmentation draws continue from a fresh seed, "
-                      f"so the run is not bit-identical to one that never stopped", flush=True)
-        set_numpy_rng_state(np.random, rng["numpy"])
-        if "mix" in rng:  # checkpoints from before --mixup/--cutmix have no such state
-            set_numpy_rng_state(self.mix_rng, rng["mix"])
+        apply_resume_flags(self.args, self.opt, self.sched)
+        set_rng_state(self, ckpt["rng"], ckpt.get("world", 1), ckpt.get("device", "another device"),
+                      ckpt["epoch"], path)
         if self.ema is not None:
             models.load_state(self.ema, ckpt["ema"] or ckpt["model"], path)
-            self.ema_updates = ckpt.get("ema_updates", 0)
-        random.setstate((3, tuple(rng["python"]), None))
-        if self.device.type == "cuda" and ckpt.get("device", "cuda") == "cuda" and rng["cuda"].numel():
-            torch.cuda.set_rng_state(rng["cuda"])
+            self.averager.updates = ckpt.get("ema_updates", 0)
 
 
-def rank_batch(order, step, bs, rank, world):
-    """This rank's share of global batch `step`: the one-process batch order[step * bs:(step + 1) * bs], cut into
-    `world` consecutive pieces. Every rank draws the same order, so together they see what one process sees."""
-    local = bs // world
-    start = step * bs + rank * local
-    return order[start:start + local]
-
-
-def warmup_cosine(warmup_steps, total_steps):
-    """Learning-rate multiplier: linear from ~0 to 1 over the warm-up, then half a cosine down to 0."""
-    def factor(step):
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))))
-    return factor
-
-
-def numpy_rng_state(rng):
-    _, keys, *rest = rng.get_state()  # a tensor and plain numbers, so weights_only loading accepts it
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(rest[0]), int(rest[1]), float(rest[2])]}
-
-
-def set_numpy_rng_state(rng, state):
-    rng.set_state(("MT19937", state["keys"].numpy().astype(np.uint32), *state["rest"]))
-
-
-def evaluate(net, images, labels, device, autocast, batch_size=1024, head="logits", rank=0, world=1):
+def validate(net, images, labels, device, autocast, batch_size=1024, head="logits", rank=0, world=1):
     """Mean cross-entropy and accuracy over a split, batched on the device; one sync at the end. Under torchrun
     each rank scores its slice and the sums are added up."""
     net.eval()
@@ -381,7 +452,7 @@ def evaluate(net, images, labels, device, autocast, batch_size=1024, head="logit
         for i, x in enumerate(data.batches(images[lo:hi], batch_size, device)):
             y = labels[lo + i * batch_size:min(hi, lo + (i + 1) * batch_size)].to(device, non_blocking=True)
             logits = net(x).float()
-            sums[0] += F.cross_entropy(logits.softmax(1) if head == "softmax" else logits, y, reduction="sum")
+            sums[0] += cross_entropy(logits, y, head, reduction="sum")
             sums[1] += (logits.argmax(1) == y).sum()
     if world > 1:
         dist.all_reduce(sums)
@@ -389,12 +460,19 @@ def evaluate(net, images, labels, device, autocast, batch_size=1024, head="logit
     return loss_sum / len(labels), correct / len(labels)
 
 
+def fingerprint(images, labels):
+    """Identifies the training data, so --resume refuses a checkpoint made on other data."""
+    h = hashlib.sha1(labels.numpy().tobytes())
+    h.update(images.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Outputs, each written atomically so an interrupted run leaves the previous good file
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-# curves.png is redrawn at most this often (and at the end): drawing it took 6.3 s with 350 epochs on the 2-core
-# CPU on a slow day (bench.py's host_curves_ms, 2026-11-25), longer than a GPU epoch; history.csv is written each epoch.
+# curves.png is redrawn at most this often (and at the end): with 350 epochs a drawing takes seconds on a slow
+# CPU, longer than a GPU epoch (bench.py's host_curves_ms); history.csv is written each epoch.
 PLOT_EVERY_S = 30
 
 
@@ -402,7 +480,7 @@ def write_history(out, history):
     lines = [",".join(HISTORY_COLUMNS)] + [
         ",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
         for row in history]
-    data.atomic_write(os.path.join(out, "history.csv"), lambda t: open(t, "w").write("\n".join(lines) + "\n"))
+    files.atomic_write(os.path.join(out, "history.csv"), "\n".join(lines) + "\n")
 
 
 def plot_curves(out, history):
@@ -429,47 +507,50 @@ def plot_curves(out, history):
     axes[0].legend()
     axes[1].legend()
     fig.tight_layout()
-    data.atomic_write(os.path.join(out, "curves.png"), lambda t: fig.savefig(t, dpi=110))
+    files.atomic_write(os.path.join(out, "curves.png"), lambda t: fig.savefig(t, dpi=110))
     plt.close(fig)
 
 
-def write_json(path, obj):
-    data.atomic_write(path, lambda t: open(t, "w").write(json.dumps(obj, indent=2) + "\n"))
+def claim(out):
+    """Marks `out` as this run's for as long as it trains: a second run into the same folder (two commands, or
+    two started in the same second) is refused instead of both writing the same files. A claim whose process
+    is gone (killed) is taken over."""
+    os.makedirs(out, exist_ok=True)
+    lock = os.path.join(out, "training.lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(lock) as f:
+                    pid = int(f.read().strip() or 0)
+                os.kill(pid, 0)  # signal 0: only asks whether the process exists
+            except (ValueError, ProcessLookupError, FileNotFoundError):  # a dead run's claim (or a half-written one)
+                if os.path.exists(lock):
+                    os.remove(lock)
+                continue
+            except PermissionError:  # alive, another user's
+                pass
+            raise files.OutputError(f"{out}: another training (process {pid}) is writing into it; wait for it "
+                                    f"or choose another --out") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    raise files.OutputError(f"{out}: cannot claim it for this run (training.lock)")
+
+
+def default_out():
+    """runs/<timestamp>, with -2, -3 ... when another run took that second's name."""
+    stamp = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    out, n = stamp, 1
+    while os.path.exists(out):
+        n += 1
+        out = f"{stamp}-{n}"
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    args.out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    made_out = not os.path.exists(args.out)
-    device = resolve_device(args.device)
-    rank, world = distributed_setup(device)
-    try:
-        run(args, device if world == 1 else distributed_device(device), rank, world)
-    finally:
-        if world > 1:
-            dist.destroy_process_group()
-        if rank == 0 and made_out and os.path.isdir(args.out) and not os.listdir(args.out):
-            os.rmdir(args.out)  # a run that stopped before writing anything (bad data, Ctrl-C) leaves no empty folder
-
-
-def distributed_setup(device):
-    """Under torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE): join the process group, NCCL between GPUs,
-    gloo between CPU processes. Returns (rank, world size); (0, 1) for a plain `python train.py`."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world == 1:
-        return 0, 1
-    if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # one GPU per process
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world
-
-
-def distributed_device(device):
-    return torch.device("cuda", int(os.environ["LOCAL_RANK"])) if device.type == "cuda" else device
-
+# One training run
 
 def run(args, device, rank, world):
     master = rank == 0  # the one process that prints and writes files
@@ -477,12 +558,15 @@ def run(args, device, rank, world):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 48x48 shapes: pick the fastest kernels once
     out = args.out
-    if master:
-        data.check_writable(out, folder=True)  # before the data loads and the hours of training, not after
     splits = data.load(args.data)  # the split is fixed (seed 0) whatever --seed, so evaluate.py sees the same
     if "train" not in splits:
         raise data.DataError(f"{args.data}: no training images (it holds {', '.join(splits)} only); it can be "
                              f"evaluated with evaluate.py, not trained on")
+    if splits.unknown:
+        raise data.DataError(f"{splits.unknown[0]}: unknown class folder (expected one of {', '.join(data.CLASSES)}); "
+                             f"training needs every class folder to be one: rename or move it")
+    for note in splits.notes:
+        say(f"note: {note}")
     if args.train_on_val:
         splits["train"] = tuple(torch.cat([a, b]) for a, b in zip(splits["train"], splits["val"]))
     data_id = fingerprint(*splits["train"])
@@ -496,25 +580,24 @@ def run(args, device, rank, world):
         trainer.load_state(ckpt, args.resume)
         history, best_val_loss, start = ckpt["history"], ckpt["best_val_loss"], ckpt["epoch"] + 1
     if master:
-        write_json(os.path.join(out, "config.json"), vars(args))
+        files.write_json(os.path.join(out, "config.json"), vars(args))
     counts = {k: len(v[1]) for k, v in splits.items()}
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     say(f"{args.model}: {models.count_parameters(trainer.net):,} parameters | {device} ({where})"
         f"{f' x {world} processes, {args.bs // world} images each per step' if world > 1 else ''}"
-        f" | amp {args.amp} | data {counts} | out {out}")
+        f" | amp {args.amp} | data {counts} | validation on {splits.title('val')} | out {out}")
     checkpoint_path = os.path.join(out, "checkpoint.pth")
-    saved = {"epoch": start - 1}  # the last epoch whose checkpoint.pth is on disk
-    plotted = {"at": -math.inf}
+    saved_epoch = start - 1  # the last epoch whose checkpoint.pth is on disk
+    plotted_at = -math.inf
 
     def save_epoch_weights(name, row):  # the validated network (the moving average with --ema) after that epoch
         models.save_weights(os.path.join(out, name), trainer.eval_net, args.model, meta={
             "epoch": row["epoch"], "val_loss": row["val_loss"], "val_acc": row["val_acc"], "config": vars(args)})
 
     def saved_so_far():  # what Ctrl-C or a failure leaves behind: only what is really on disk
-        done = saved["epoch"]
-        if done < 1:
+        if saved_epoch < 1:
             return f"no epoch was finished, so nothing was saved in {out}"
-        return f"epochs 1-{done} are saved in {out}. Resume with: python train.py --resume {checkpoint_path}"
+        return f"epochs 1-{saved_epoch} are saved in {out}. Resume with: python train.py --resume {checkpoint_path}"
 
     try:
         for epoch in range(start, args.epochs + 1):
@@ -523,7 +606,7 @@ def run(args, device, rank, world):
             if not math.isfinite(train_loss):  # all-reduced: every rank stops together
                 sys.exit(f"train.py: the training loss became {train_loss} in epoch {epoch}; stopped, "
                          f"{saved_so_far()} (try a lower --lr, or --amp off)" if master else 1)
-            val_loss, val_acc = evaluate(trainer.eval_net, trainer.val_x, trainer.val_y, device, trainer.autocast(),
+            val_loss, val_acc = validate(trainer.eval_net, trainer.val_x, trainer.val_y, device, trainer.autocast(),
                                          head=args.head, rank=rank, world=world)
             lr = trainer.opt.param_groups[0]["lr"]
             if args.schedule == "plateau":
@@ -538,11 +621,11 @@ def run(args, device, rank, world):
                 if improved or args.train_on_val:  # trained on val: nothing to select by, keep the last
                     save_epoch_weights("model.pth", history[-1])
                 models.atomic_save(checkpoint, checkpoint_path)
-                saved["epoch"] = epoch
+                saved_epoch = epoch
                 write_history(out, history)
-                if time.perf_counter() - plotted["at"] > PLOT_EVERY_S:
+                if time.perf_counter() - plotted_at > PLOT_EVERY_S:
                     plot_curves(out, history)
-                    plotted["at"] = time.perf_counter()
+                    plotted_at = time.perf_counter()
             say(f"epoch {epoch:4d} | train loss {train_loss:.4f} acc {100 * train_acc:5.2f}% | val loss "
                 f"{val_loss:.4f} acc {100 * val_acc:5.2f}% | lr {lr:.2e} | {history[-1]['seconds']:.1f}s", flush=True)
             best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
@@ -553,26 +636,64 @@ def run(args, device, rank, world):
         sys.exit(f"\ninterrupted; {saved_so_far()}" if master else 130)
     except torch.cuda.OutOfMemoryError:
         sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}" if master else 1)
-    except (data.DataError, models.WeightsError) as e:  # an output that could not be written (a full disk)
+    except cli.UserError as e:  # an output that could not be written (a full disk)
         raise type(e)(f"{e}; {saved_so_far()}") from None
-    if not history:
-        return
     if master:
         plot_curves(out, history)  # the last epochs too, whenever the last drawing was
         save_epoch_weights("last.pth", history[-1])  # the end of the schedule: with cosine often the better one
         best, name = models.load_weights(os.path.join(out, "model.pth"), device)
-        split = "test" if "test" in splits else "val"
-        loss, acc = evaluate(best, *splits[split], device, trainer.autocast(), head=args.head)
+        split, images, labels = data.choose_split(splits, None, args.data)
+        loss, acc = validate(best, images, labels, device, trainer.autocast(), head=args.head)
         kept = f"last epoch's weights (epoch {history[-1]['epoch']}, trained on val too)" if args.train_on_val else \
             f"best weights (epoch {min(history, key=lambda r: r['val_loss'])['epoch']})"
-        print(f"{kept}: {split} accuracy {100 * acc:.2f}% (loss {loss:.4f}) -> {os.path.join(out, 'model.pth')}; "
-              f"last epoch's -> {os.path.join(out, 'last.pth')}")
+        print(f"{kept}: {splits.title(split)} accuracy {100 * acc:.2f}% (loss {loss:.4f}) -> "
+              f"{os.path.join(out, 'model.pth')}; last epoch's -> {os.path.join(out, 'last.pth')}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def distributed_setup(device):
+    """Under torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE): join the process group, NCCL between GPUs,
+    gloo between CPU processes. Returns (rank, world size); (0, 1) for a plain `python train.py`."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return 0, 1
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # one GPU per process
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if not args.resume:  # what made this run, word for word (a resumed run keeps its first command)
+        args.command = "python train.py " + shlex.join(argv)
+    device = models.pick_device(args.device)
+    rank, world = distributed_setup(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    made_out = False
+    if rank == 0:
+        if not args.out:
+            args.out = default_out()
+        made_out = not os.path.exists(args.out)
+        files.check_writable(args.out, folder=True)  # before the data loads and the hours of training, not after
+        lock = claim(args.out)
+    if world > 1:  # every rank writes the same --out into config.json and the checkpoint
+        shared = [args.out]
+        dist.broadcast_object_list(shared, 0)
+        args.out = shared[0]
+    try:
+        run(args, device, rank, world)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+        if rank == 0:
+            os.remove(lock)
+            if made_out and not os.listdir(args.out):
+                os.rmdir(args.out)  # a run that stopped before writing anything (bad data, Ctrl-C) leaves no folder
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (data.DataError, models.WeightsError) as e:
-        sys.exit(f"train.py: {e}" if int(os.environ.get("RANK", 0)) == 0 else 1)  # said once, not once per rank
-    except KeyboardInterrupt:  # before the first epoch (loading the data): nothing to keep
-        sys.exit("\ntrain.py: interrupted" if int(os.environ.get("RANK", 0)) == 0 else 130)
+    cli.run(main, "train.py")

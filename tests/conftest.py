@@ -13,18 +13,20 @@ sys.path.insert(0, ROOT)
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 import data  # noqa: E402
+import synthetic  # noqa: E402
 
-FER_DEV = os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")
+# FER2013 where a user puts it (the README), else the copy beside the project (Training + PublicTest rows).
+FER2013 = [os.path.join(ROOT, "data", "fer2013.csv"), os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")]
 # A short, quick recipe: the report's network on 2,400 synthetic faces, small batches so it takes enough steps.
 QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def synthetic_faces_drawn_once():
-    """data.synthetic_faces is deterministic in (n, seed) and took 10-20 s for 3,000 faces on a slow day; the
+    """synthetic.synthetic_faces is deterministic in (n, seed) and took 10-20 s for 3,000 faces on a slow day; the
     scripts the tests run draw the same sets again and again, so each set is drawn once (handed out as copies, so
     no test can alter another's). The real function stays reachable as `__wrapped__`."""
-    real, drawn = data.synthetic_faces, {}
+    real, drawn = synthetic.synthetic_faces, {}
 
     def synthetic_faces(n, seed=0):
         if (n, seed) not in drawn:
@@ -32,18 +34,19 @@ def synthetic_faces_drawn_once():
         return tuple(a.copy() for a in drawn[n, seed])
 
     synthetic_faces.__wrapped__ = real
-    data.synthetic_faces = synthetic_faces
+    synthetic.synthetic_faces = synthetic_faces
     yield
-    data.synthetic_faces = real
+    synthetic.synthetic_faces = real
 
 
 @pytest.fixture(scope="session")
 def fer2013():
-    """The real FER2013 Training + PublicTest splits from ../shared, read once (it takes a minute on a slow
-    machine); the tests that use it skip where the file is not there."""
-    if not os.path.exists(FER_DEV):
-        pytest.skip("../shared/fer2013/fer2013_dev.csv.gz is not here")
-    return data.load(FER_DEV)
+    """The real FER2013 splits, read once (it takes a minute on a slow machine); the tests that use it skip where
+    neither file is there."""
+    path = next((p for p in FER2013 if os.path.exists(p)), None)
+    if path is None:
+        pytest.skip("FER2013 is not here (data/fer2013.csv or ../shared/fer2013/fer2013_dev.csv.gz)")
+    return data.load(path)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +63,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="session")
 def faces():
     """350 synthetic faces: 50 per class."""
-    return data.synthetic_faces(350, seed=1)
+    return synthetic.synthetic_faces(350, seed=1)
 
 
 def run_script(script, *args, cwd=None):
@@ -87,3 +90,20 @@ def run_script(script, *args, cwd=None):
         sys.argv = argv
         os.chdir(here)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
+
+def run_main(script, *args):
+    """`python SCRIPT ARGS`, in this process: (exit code, stdout, stderr)."""
+    r = run_script(script, *args)
+    return r.returncode, r.stdout, r.stderr
+
+
+def one_line(result, code, *words):
+    """The run ended with exit `code` and exactly one line on stderr holding every one of `words`: no traceback.
+    `result`: a CompletedProcess (run_script) or (code, stdout, stderr) (run_main)."""
+    got_code, err = (result.returncode, result.stderr) if hasattr(result, "returncode") else (result[0], result[2])
+    lines = err.strip().splitlines()
+    assert got_code == code, (got_code, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], lines[0]

@@ -1,12 +1,14 @@
-"""The device-side batch pipeline (data.augment, the sampler, train.Trainer.train_step) matches its definition."""
+"""The device-side batch pipeline (augment.augment, the sampler, train.Trainer.train_step) matches its definition."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
+import augment
 import data
 import model as models
+import synthetic
 import train
 
 NO_AFFINE = dict(degrees=0.0, translate=0.0, scale=(1.0, 1.0))
@@ -23,19 +25,19 @@ def gen(seed=0):
 
 def test_zero_rotation_translation_scale_and_no_flip_is_the_identity():
     x = images()
-    y = data.augment(x, gen(), flip=0.0, **NO_AFFINE)
+    y = augment.augment(x, gen(), flip=0.0, **NO_AFFINE)
     assert torch.allclose(y, x, atol=1e-5)
 
 
 def test_a_flip_flips():
     x = images()
-    y = data.augment(x, gen(), flip=1.0, **NO_AFFINE)
+    y = augment.augment(x, gen(), flip=1.0, **NO_AFFINE)
     assert torch.allclose(y, x.flip(-1), atol=1e-5)
 
 
 def test_flip_probability_is_respected():
     x = images(2000)
-    y = data.augment(x, gen(1), flip=0.5, **NO_AFFINE)
+    y = augment.augment(x, gen(1), flip=0.5, **NO_AFFINE)
     flipped = (y - x.flip(-1)).abs().flatten(1).max(1).values < 1e-5
     assert 0.44 < flipped.float().mean() < 0.56
 
@@ -43,7 +45,7 @@ def test_flip_probability_is_respected():
 def test_outputs_keep_shape_dtype_and_range():
     x = images(64)
     for erase in (0.0, 1.0):
-        y = data.augment(x, gen(2), erase=erase)
+        y = augment.augment(x, gen(2), erase=erase)
         assert y.shape == x.shape and y.dtype == x.dtype
         assert y.min() >= 0 and y.max() <= 1
 
@@ -52,10 +54,10 @@ def test_translation_moves_content_by_the_drawn_pixels_and_fills_black():
     x = torch.zeros(1, 1, 48, 48)
     x[..., 20:28, 20:28] = 1
     shift_right = torch.tensor([[[1.0, 0.0, -2 * 6 / 48], [0.0, 1.0, 0.0]]])  # 6 px: output(x) = input(x - 6)
-    y = data.warp(x, shift_right)
+    y = augment.warp(x, shift_right)
     assert torch.allclose(y[..., 20:28, 26:34], torch.ones(1, 1, 8, 8), atol=1e-5)
     assert y.sum().item() == pytest.approx(64, abs=1e-3)
-    edge = data.warp(torch.ones(1, 1, 48, 48), shift_right)
+    edge = augment.warp(torch.ones(1, 1, 48, 48), shift_right)
     assert edge[..., :, :6].abs().max() < 1e-4  # what comes in from outside is black
 
 
@@ -63,7 +65,7 @@ def test_rotation_and_zoom_stay_within_their_ranges():
     """A centred bright square: its area scales with zoom^2, whatever the rotation and shift."""
     x = torch.zeros(500, 1, 48, 48)
     x[..., 16:32, 16:32] = 1
-    y = data.augment(x, gen(3), flip=0.0, degrees=8.0, translate=0.0, scale=(0.8, 1.2))
+    y = augment.augment(x, gen(3), flip=0.0, degrees=8.0, translate=0.0, scale=(0.8, 1.2))
     area = y.sum((1, 2, 3)) / 256
     assert area.min() > 0.8 ** 2 - 0.05 and area.max() < 1.2 ** 2 + 0.05
     assert area.std() > 0.1  # it really varies
@@ -71,15 +73,15 @@ def test_rotation_and_zoom_stay_within_their_ranges():
 
 def test_batched_warp_equals_warping_each_image_alone():
     x = images(8)
-    theta = data.random_affine(lambda *s: torch.rand(*s, generator=gen(4)), 8, 0.5, 8.0, 0.2, (0.8, 1.2))
-    batched = data.warp(x, theta)
-    singles = torch.cat([data.warp(x[i:i + 1], theta[i:i + 1]) for i in range(8)])
+    theta = augment.random_affine(lambda *s: torch.rand(*s, generator=gen(4)), 8, 0.5, 8.0, 0.2, (0.8, 1.2))
+    batched = augment.warp(x, theta)
+    singles = torch.cat([augment.warp(x[i:i + 1], theta[i:i + 1]) for i in range(8)])
     assert torch.allclose(batched, singles, atol=1e-6)
 
 
 def test_random_erasing_blanks_one_rectangle_per_image():
     x = torch.ones(200, 1, 48, 48)
-    y = data.augment(x, gen(5), flip=0.0, erase=1.0, **NO_AFFINE)
+    y = augment.augment(x, gen(5), flip=0.0, erase=1.0, **NO_AFFINE)
     erased = 1 - y.mean((1, 2, 3))
     assert (erased > 0.015).all() and (erased < 0.21).all()
     rows = (y[:, 0] == 0).any(2).sum(1)  # a rectangle: its zero pixels form full rows x columns
@@ -88,7 +90,7 @@ def test_random_erasing_blanks_one_rectangle_per_image():
 
 
 def make_trainer(extra=(), n=280):
-    x, y = data.synthetic_faces(n, seed=0)
+    x, y = synthetic.synthetic_faces(n, seed=0)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     splits = {"train": (x, y), "val": (x[:70], y[:70])}
     args = train.make_parser().parse_args(["--data", "synthetic", "--device", "cpu", *extra])
@@ -125,7 +127,7 @@ def test_fast_train_step_equals_a_plain_per_sample_reference(amp):
 
     # the draws the fast path will make, replayed per sample
     state = trainer.aug_gen.get_state()
-    thetas = data.random_affine(lambda *s: torch.rand(*s, generator=trainer.aug_gen), 16, 0.5, 8.0, 0.2, (0.8, 1.2))
+    thetas = augment.random_affine(lambda *s: torch.rand(*s, generator=trainer.aug_gen), 16, 0.5, 8.0, 0.2, (0.8, 1.2))
     trainer.aug_gen.set_state(state)
 
     per_sample = data.FERDataset(*splits["train"], transform=None)
@@ -133,7 +135,7 @@ def test_fast_train_step_equals_a_plain_per_sample_reference(amp):
     xs, ys = [], []
     for k, (x, y) in enumerate(loader):
         pixels = x * data.STD + data.MEAN  # back to [0, 1], warp alone, normalise again
-        xs.append(data.normalize(data.warp(pixels, thetas[k:k + 1])))
+        xs.append(data.normalize(augment.warp(pixels, thetas[k:k + 1])))
         ys.append(y)
     x_ref, y_ref = torch.cat(xs), torch.cat(ys)
 
@@ -157,13 +159,13 @@ def test_fast_train_step_equals_a_plain_per_sample_reference(amp):
 
 def test_mix_with_both_alphas_zero_is_the_identity():
     x, y = images(8), torch.arange(8) % 7
-    mixed, partner, lam = data.mix(x, y, np.random.RandomState(0))
+    mixed, partner, lam = augment.mix(x, y, np.random.RandomState(0))
     assert mixed is x and partner is y and lam == 1.0
 
 
 def test_mixup_blends_each_image_with_its_partner_in_the_reversed_batch():
     x, y = images(8), torch.arange(8) % 7
-    mixed, partner, lam = data.mix(x, y, np.random.RandomState(0), mixup=0.4)
+    mixed, partner, lam = augment.mix(x, y, np.random.RandomState(0), mixup=0.4)
     assert 0 < lam < 1
     assert torch.equal(partner, y.flip(0))
     assert torch.allclose(mixed, lam * x + (1 - lam) * x.flip(0), atol=1e-6)
@@ -175,7 +177,7 @@ def test_cutmix_pastes_one_box_of_the_partner_and_lam_is_the_share_left():
     lams = []
     rng = np.random.RandomState(3)
     for _ in range(50):
-        mixed, partner, lam = data.mix(x, torch.tensor([0, 1]), rng, cutmix=1.0)
+        mixed, partner, lam = augment.mix(x, torch.tensor([0, 1]), rng, cutmix=1.0)
         pasted = mixed[0, 0]
         rows, cols = (pasted == 1).any(1).sum(), (pasted == 1).any(0).sum()
         assert (pasted == 1).sum() == rows * cols  # one rectangle
@@ -190,7 +192,7 @@ def test_with_mixup_and_cutmix_each_batch_uses_one_of_them():
     x[1] = 1
     rng, kinds = np.random.RandomState(4), set()
     for _ in range(40):
-        mixed, _, lam = data.mix(x, torch.tensor([0, 1]), rng, mixup=1.0, cutmix=1.0)
+        mixed, _, lam = augment.mix(x, torch.tensor([0, 1]), rng, mixup=1.0, cutmix=1.0)
         values = mixed[0].unique()
         kinds.add("cutmix" if set(values.tolist()) <= {0.0, 1.0} else "mixup")
     assert kinds == {"mixup", "cutmix"}

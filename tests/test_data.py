@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 import data
+import synthetic
 from conftest import run_script
 
 
@@ -125,7 +126,7 @@ def test_dataset_yields_normalised_images_and_labels(faces):
 
 
 def test_synthetic_faces_are_deterministic_balanced_and_varied():
-    draw = data.synthetic_faces.__wrapped__  # the real function, not conftest's memo of it
+    draw = synthetic.synthetic_faces.__wrapped__  # the real function, not conftest's memo of it
     a_x, a_y = draw(140, seed=7)
     b_x, b_y = draw(140, seed=7)
     c_x, _ = draw(140, seed=8)
@@ -140,7 +141,7 @@ def test_synthetic_faces_are_deterministic_balanced_and_varied():
 
 def test_synthetic_classes_differ_by_features_a_linear_model_can_partly_see():
     from sklearn.linear_model import LogisticRegression
-    x, y = data.synthetic_faces(1400, seed=0)
+    x, y = synthetic.synthetic_faces(1400, seed=0)
     flat = x.reshape(len(x), -1) / 255.0
     clf = LogisticRegression(max_iter=200).fit(flat[:1000], y[:1000])
     assert clf.score(flat[1000:], y[1000:]) > 0.5  # learnable (chance is 1/7)
@@ -152,9 +153,9 @@ def test_cli_writes_synthetic_kaggle_csv_that_loads_back(tmp_path):
     assert r.returncode == 0, r.stderr
     splits = data.load(str(out))
     assert sum(len(v[1]) for v in splits.values()) == 200 and set(splits) == {"train", "val", "test"}
-    x, y = data.synthetic_faces(200, seed=0)
+    x, y = synthetic.synthetic_faces(200, seed=0)
     assert torch.equal(torch.sort(splits["train"][1]).values,
-                       torch.sort(torch.from_numpy(y[data.synthetic_usage(200) == "Training"])).values)
+                       torch.sort(torch.from_numpy(y[synthetic.synthetic_usage(200) == "Training"])).values)
 
 
 def test_cli_explores_a_data_set(tmp_path):

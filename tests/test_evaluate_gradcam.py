@@ -8,10 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
+import augment
 import data
 import evaluate
 import gradcam
 import model as models
+import synthetic
 from conftest import ROOT, run_script
 
 
@@ -37,10 +39,10 @@ def test_evaluate_prints_metrics_and_writes_the_confusion_matrix_and_json(weight
     assert set(m["per_class"]) == set(data.CLASSES) and m["split"] == "test"
 
 
-def test_evaluate_defaults_beside_the_weights_and_takes_other_splits(weights):
+def test_evaluate_takes_other_splits_and_writes_nothing_unasked(weights):
     r = run_script("evaluate.py", "--weights", weights, "--data", "synthetic", "--split", "val")
     assert r.returncode == 0, r.stderr
-    assert "on val" in r.stdout and (weights.parent / "confusion_matrix.png").exists()
+    assert "on val" in r.stdout and not (weights.parent / "confusion_matrix.png").exists()
 
 
 def test_evaluate_piped_into_head_stops_without_a_traceback(weights):
@@ -64,16 +66,16 @@ def test_metrics_match_a_hand_count():
 
 def test_tta_views_are_ten_and_an_ensemble_averages(weights):
     x = torch.rand(2, 1, 48, 48)
-    views = list(evaluate.tta_views(x))
+    views = list(augment.tta_views(x))
     assert len(views) == 10 and all(v.shape == x.shape for v in views)
     assert torch.equal(views[0], x) and torch.equal(views[5], x.flip(-1))
     assert all(not torch.allclose(v, x, atol=1e-3) for v in views[1:5])  # four warps, none the identity
     net, _ = models.load_weights(str(weights))
-    images = torch.from_numpy(data.synthetic_faces(20, seed=3)[0])
-    one = evaluate.predict_proba([net], images, "cpu")
-    two = evaluate.predict_proba([net, net], images, "cpu")
+    images = torch.from_numpy(synthetic.synthetic_faces(20, seed=3)[0])
+    one = models.predict_proba([net], images, "cpu")
+    two = models.predict_proba([net, net], images, "cpu")
     assert torch.allclose(one, two, atol=1e-6) and torch.allclose(one.sum(1), torch.ones(20), atol=1e-5)
-    tta = evaluate.predict_proba([net], images, "cpu", tta=True)
+    tta = models.predict_proba([net], images, "cpu", tta=True)
     assert tta.shape == (20, 7) and not torch.allclose(tta, one)
 
 
@@ -83,17 +85,17 @@ def test_tta_warps_zoom_and_rotate_within_the_training_ranges_and_fill_with_blac
     black, white = float(data.normalize(torch.zeros(()))), float(data.normalize(torch.ones(())))
     square = torch.zeros(1, 1, 48, 48)
     square[..., 16:32, 16:32] = 1
-    views = list(evaluate.tta_views(data.normalize(square)))
+    views = list(augment.tta_views(data.normalize(square)))
     area = [float((v - black).sum() / (white - black) / 256) for v in views]
     assert area == pytest.approx([1.0, 0.81, 1.21, 1.0, 1.0] * 2, abs=0.03)
-    zoomed_out = list(evaluate.tta_views(data.normalize(torch.ones(1, 1, 48, 48))))[1]
+    zoomed_out = list(augment.tta_views(data.normalize(torch.ones(1, 1, 48, 48))))[1]
     assert zoomed_out[0, 0, 0, 0] == pytest.approx(black, abs=1e-4)
     assert zoomed_out[0, 0, 24, 24] == pytest.approx(white, abs=1e-4)
 
 
 def user_images(tmp_path):
     """A colour JPEG of another size and a grey PNG, as a user would bring."""
-    faces = data.synthetic_faces(2, seed=9)[0]
+    faces = synthetic.synthetic_faces(2, seed=9)[0]
     big = np.asarray(Image.fromarray(faces[0]).resize((160, 160)).convert("RGB"))
     Image.fromarray(big).save(tmp_path / "me.jpg")
     Image.fromarray(faces[1]).save(tmp_path / "you.png")
@@ -123,7 +125,7 @@ def net(weights):
 
 
 def batch(n=4, seed=2):
-    return next(data.batches(torch.from_numpy(data.synthetic_faces(n, seed=seed)[0]), n, "cpu"))
+    return next(data.batches(torch.from_numpy(synthetic.synthetic_faces(n, seed=seed)[0]), n, "cpu"))
 
 
 def reference_cam(net, x, layer, cls):
@@ -221,7 +223,8 @@ def test_gradcam_cli_on_a_split_and_on_user_images(weights, tmp_path):
                    "--out", tmp_path / "mine.png")
     assert r.returncode == 0, r.stderr
     assert "me.jpg" in r.stdout and (tmp_path / "mine.png").exists()
-    r = run_script("gradcam.py", "--weights", weights, "--images", *files, "--layer", "nope")
+    r = run_script("gradcam.py", "--weights", weights, "--images", *files, "--layer", "nope", "--out",
+                   tmp_path / "g.png")
     assert r.returncode == 2 and "--layer nope: no such module" in r.stderr
 
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import data
-import evaluate
 import model as models
 from conftest import ROOT
 
@@ -31,11 +30,11 @@ def test_shipped_weights_reproduce_the_readme_on_publictest(name, fer2013):
     stem = name.removesuffix(".pth")
     published = json.load(open(os.path.join(ROOT, "weights", f"{stem}_publictest.json")))
     readme = open(os.path.join(ROOT, "README.md")).read()
-    line = next(s for s in readme.splitlines()
-                if f"evaluate.py --weights weights/{name} --data" in s and "--tta" not in s)
-    assert re.search(r"# (\d+\.\d+)%", line).group(1) == f"{100 * published['accuracy']:.2f}"
+    row = next(s for s in readme.splitlines() if s.startswith(f"| `weights/{name}` |"))
+    assert re.search(r"\| (\d+\.\d+)% \|", row).group(1) == f"{100 * published['accuracy']:.2f}"
+    assert f"evaluate.py --weights weights/{name} --split val`" in row
 
     images, labels = fer2013["val"]
-    probs = evaluate.predict_proba(evaluate.load_nets([os.path.join(ROOT, "weights", name)], "cpu"), images,
+    probs = models.predict_proba(models.load_nets([os.path.join(ROOT, "weights", name)], "cpu"), images,
                                    torch.device("cpu"))
     assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])

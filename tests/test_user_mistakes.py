@@ -16,27 +16,14 @@ import numpy as np
 import pytest
 import torch
 
+import augment
 import data
 import model as models
-from conftest import run_script
+import synthetic
+from conftest import one_line, run_main
 
 PIXELS = " ".join(["128"] * 2304)
 FAST = ["--data", "synthetic", "--device", "cpu", "--model", "mlp", "--bs", "64", "--amp", "off"]
-
-
-def run_main(script, *args):
-    """`python SCRIPT ARGS`, in this process: (exit code, stdout, stderr)."""
-    r = run_script(script, *args)
-    return r.returncode, r.stdout, r.stderr
-
-
-def one_line(result, code, *words):
-    got_code, _, err = result
-    lines = err.strip().splitlines()
-    assert got_code == code, (got_code, err)
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def kaggle_csv(path, usages, labels=None, header="emotion,pixels,Usage"):
@@ -84,7 +71,7 @@ def test_test_rows_only_evaluate_and_refuse_to_train(tmp_path, weights):
     splits = data.load(str(path))
     assert sorted(splits) == ["test", "val"]
     code, out, _ = run_main("evaluate.py", "--weights", weights, "--data", path, "--out", tmp_path)
-    assert code == 0 and "on test: accuracy" in out and "on 7 images" in out
+    assert code == 0 and "on test (PrivateTest): accuracy" in out and "on 7 images" in out
     one_line(run_main("train.py", "--data", path, "--epochs", "1", "--out", tmp_path / "run"), 1,
              "test.csv", "no training images")
     code, out, err = run_main("data.py", path, "--out", tmp_path)
@@ -339,7 +326,7 @@ def interrupt(*args, **kwargs):
 
 
 def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "augment", interrupt)  # runpy runs a fresh train.py: patch the data module it uses
+    monkeypatch.setattr(augment, "augment", interrupt)  # runpy runs a fresh train.py: patch the module it uses
     result = run_main("train.py", *FAST, "--epochs", "3", "--out", tmp_path / "run")
     one_line(result, 1, "interrupted; no epoch was finished, so nothing was saved")
     assert "--resume" not in result[2] and not (tmp_path / "run" / "checkpoint.pth").exists()
@@ -361,3 +348,297 @@ def test_an_existing_run_folder_is_not_overwritten_or_resumed_by_accident(tmp_pa
 def test_a_non_finite_loss_in_the_first_epoch_points_at_no_checkpoint(tmp_path):
     one_line(run_main("train.py", *FAST, "--lr", "1e30", "--opt", "sgd", "--epochs", "2", "--out",
                       tmp_path / "run"), 1, "training loss became", "no epoch was finished")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A user's first hour: which split is scored, what is written where, what -h says
+
+def test_every_output_line_names_the_kaggle_split(tmp_path, weights):
+    path = kaggle_csv(tmp_path / "fer2013.csv", ["Training"] * 70 + ["PublicTest"] * 14 + ["PrivateTest"] * 14)
+    code, out, err = run_main("evaluate.py", "--weights", weights, "--data", path)
+    assert code == 0 and "on test (PrivateTest): accuracy" in out, err
+    code, out, err = run_main("evaluate.py", "--weights", weights, "--data", path, "--split", "val")
+    assert code == 0 and "on val (PublicTest): accuracy" in out, err
+    code, out, err = run_main("train.py", "--data", path, *FAST[2:], "--epochs", "1", "--out", tmp_path / "run")
+    assert code == 0 and "validation on val (PublicTest)" in out and "test (PrivateTest) accuracy" in out, err
+
+
+def test_nothing_is_written_beside_the_weights_or_into_the_current_folder(tmp_path, weights, monkeypatch):
+    import os
+    folder = os.path.dirname(weights)
+    before = sorted(os.listdir(folder))
+    monkeypatch.chdir(tmp_path)
+    assert run_main("evaluate.py", "--weights", weights, "--data", "synthetic")[0] == 0
+    assert run_main("data.py", "synthetic")[0] == 0
+    assert sorted(os.listdir(folder)) == before and os.listdir(tmp_path) == []
+    one_line(run_main("gradcam.py", "--weights", weights, "--data", "synthetic"), 2, "--out")
+
+
+@pytest.mark.parametrize("script", ["train", "evaluate", "gradcam", "camera", "data", "bench"])
+def test_help_shows_every_default_and_every_flag_has_help(script):
+    import importlib
+    parser = importlib.import_module(script).make_parser()
+    assert all(a.help for a in parser._actions), [a.dest for a in parser._actions if not a.help]
+    code, out, _ = run_main(f"{script}.py", "-h")
+    assert code == 0 and "(default:" in out
+    if script == "train":
+        assert "--epochs EPOCHS" in out and "(default: 350)" in out
+
+
+def test_the_optional_extra_opens_windows_on_a_desktop():
+    """The headless OpenCV build cannot show camera.py's window; the extra installs the one that can."""
+    import os
+    from conftest import ROOT
+    lines = [s.split("#")[0].strip() for s in open(os.path.join(ROOT, "requirements-faces.txt"))]
+    assert any(s.startswith("opencv-python>") for s in lines) and not any("headless" in s for s in lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data loss: no output replaces an input, another output, or another run
+
+def test_an_output_that_is_an_input_is_refused(tmp_path, weights):
+    from PIL import Image
+    photo = tmp_path / "me.png"
+    Image.fromarray(np.full((200, 200), 90, np.uint8)).save(photo)
+    original = photo.read_bytes()
+    one_line(run_main("gradcam.py", "--weights", weights, "--images", photo, "--out", photo), 1,
+             "me.png", "is also an input")
+    one_line(run_main("evaluate.py", "--weights", weights, "--data", "synthetic", "--json", weights), 1,
+             "is also an input")
+    assert photo.read_bytes() == original
+
+
+def test_two_photos_with_one_stem_get_two_outputs(tmp_path, weights):
+    from PIL import Image
+    for name, value in (("1.jpg", 60), ("1.png", 200)):
+        Image.fromarray(np.full((48, 48), value, np.uint8)).save(tmp_path / name)
+    code, out, err = run_main("evaluate.py", "--weights", weights, "--images", tmp_path / "1.jpg",
+                              tmp_path / "1.png", "--out", tmp_path / "marked")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "marked").iterdir()) == ["1.jpg_faces.png", "1.png_faces.png"]
+
+
+def test_a_run_folder_is_never_shared_or_reused(tmp_path, monkeypatch):
+    import os
+    import train
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training.lock").write_text(str(os.getpid()))  # a live training owns it
+    one_line(run_main("train.py", *FAST, "--epochs", "1", "--out", run), 1, "another training", "is writing")
+    (run / "training.lock").write_text("999999999")  # its process is gone: the claim is stale
+    assert run_main("train.py", *FAST, "--epochs", "1", "--out", run)[0] == 0
+    assert not (run / "training.lock").exists()
+    (run / "checkpoint.pth").unlink()  # model.pth is still there
+    one_line(run_main("train.py", *FAST, "--epochs", "1", "--out", run), 2, "already holds a run", "model.pth")
+    other = tmp_path / "other"
+    assert run_main("train.py", *FAST, "--epochs", "1", "--out", other)[0] == 0
+    one_line(run_main("train.py", "--resume", other / "checkpoint.pth", "--epochs", "2", "--out", run), 2,
+             "already holds a run")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train.time, "strftime", lambda *a: "20261201-000000")
+    first = train.default_out()
+    os.makedirs(first)
+    assert train.default_out() == first + "-2"  # the same second, a new folder
+
+
+def test_a_failed_write_keeps_the_previous_file_and_says_so(tmp_path, monkeypatch):
+    import files
+    target = tmp_path / "m.json"
+    files.write_json(target, {"good": 1})
+    good = target.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", disk_full)  # what the writer buffered fails on its way to the disk
+    with pytest.raises(files.OutputError, match="m.json: cannot write it \\(No space left on device\\)"):
+        files.write_json(target, {"new": 2})
+    assert target.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+def test_a_video_cut_short_is_not_reported_as_written(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    import camera
+    path = str(tmp_path / "v.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(5):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    assert camera.check_video(cv2, path, 5) is None
+    assert "holds 5 of 8 frames" in camera.check_video(cv2, path, 8)
+    (tmp_path / "empty.avi").write_bytes(b"")
+    assert "empty" in camera.check_video(cv2, str(tmp_path / "empty.avi"), 8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Silent wrong answers
+
+def test_a_folder_without_splits_is_scored_whole(tmp_path, faces, weights):
+    from PIL import Image
+    images, labels = faces
+    for k in range(70):
+        (tmp_path / "ck" / data.CLASSES[labels[k]]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[k]).save(tmp_path / "ck" / data.CLASSES[labels[k]] / f"{k}.png")
+    (tmp_path / "ck" / "contempt").mkdir()
+    Image.fromarray(images[0]).save(tmp_path / "ck" / "contempt" / "x.png")
+    code, out, err = run_main("evaluate.py", "--weights", weights, "--data", tmp_path / "ck")
+    assert code == 0 and "on 70 images" in out and "every image" in out, err
+    assert "'contempt' left out" in out
+    one_line(run_main("train.py", *FAST[2:], "--data", tmp_path / "ck", "--epochs", "1", "--out", tmp_path / "r"),
+             1, "contempt", "unknown class folder")
+
+
+def test_weights_trained_on_val_warn_when_scored_on_val(tmp_path):
+    import train
+    train.main(FAST + ["--epochs", "1", "--train-on-val", "--out", str(tmp_path / "run")])
+    code, out, err = run_main("evaluate.py", "--weights", tmp_path / "run" / "model.pth", "--data", "synthetic",
+                              "--split", "val")
+    assert code == 0 and "warning:" in out and "--train-on-val" in out, err
+    code, out, _ = run_main("evaluate.py", "--weights", tmp_path / "run" / "model.pth", "--data", "synthetic")
+    assert "warning:" not in out  # test was held out
+
+
+def test_resume_applies_the_optimiser_flags_it_is_given(tmp_path):
+    import train
+    train.main(FAST + ["--epochs", "1", "--opt", "sgd", "--out", str(tmp_path / "run")])
+    ckpt = str(tmp_path / "run" / "checkpoint.pth")
+    args = train.parse_args(["--resume", ckpt, "--epochs", "2", "--lr", "0.05", "--wd", "0.001", "--momentum", "0.5"])
+    trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
+    trainer.load_state(torch.load(ckpt, weights_only=True), ckpt)
+    group = trainer.opt.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["momentum"]) == (0.05, 0.001, 0.5)
+    one_line(run_main("train.py", "--resume", ckpt), 2, "has finished 1 epochs already", "--epochs")
+    one_line(run_main("train.py", *FAST, "--warmup", "2", "--out", tmp_path / "w"), 2, "--warmup", "cosine")
+    one_line(run_main("train.py", *FAST, "--decay", "1e-5", "--out", tmp_path / "d"), 2, "--decay", "inverse-time")
+
+
+def test_the_inverse_time_schedule_decays_every_step():
+    import train
+    args = train.parse_args(FAST + ["--opt", "sgd", "--lr", "0.05", "--schedule", "inverse-time", "--decay", "0.01"])
+    trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
+    x, y = trainer.train_x[:64], trainer.train_y[:64]
+    for step in range(1, 4):
+        trainer.train_step(x, y)
+        assert trainer.opt.param_groups[0]["lr"] == pytest.approx(0.05 / (1 + 0.01 * step))
+
+
+def test_a_weights_files_own_class_order_is_honoured_and_nan_weights_refused(tmp_path):
+    net = models.build("mlp").eval()
+    order = [6, 5, 4, 3, 2, 1, 0]
+    head = net.net[-1]
+    permuted = models.build("mlp").eval()
+    permuted.load_state_dict(net.state_dict())
+    with torch.no_grad():  # the same network with its outputs in another order, saved under that order
+        permuted.net[-1].weight.copy_(head.weight[order])
+        permuted.net[-1].bias.copy_(head.bias[order])
+    models.save_weights(tmp_path / "a.pth", net, "mlp")
+    blob = {"model": "mlp", "classes": [data.CLASSES[i].title() for i in order],
+            "state_dict": permuted.state_dict(), "meta": {}}
+    torch.save(blob, tmp_path / "b.pth")
+    images = torch.from_numpy(synthetic.synthetic_faces(20, seed=2)[0])
+    a, b = (models.predict_proba(models.load_nets([tmp_path / n], "cpu"), images, "cpu") for n in ("a.pth", "b.pth"))
+    assert torch.allclose(a, b, atol=1e-6)
+    blob["state_dict"] = {k: v * float("nan") for k, v in blob["state_dict"].items()}
+    torch.save(blob, tmp_path / "nan.pth")
+    one_line(run_main("evaluate.py", "--weights", tmp_path / "nan.pth", "--data", "synthetic"), 1,
+             "nan.pth", "NaN or infinite weights")
+
+
+def test_what_a_class_folder_holds_besides_images_is_said_not_silently_dropped(tmp_path, faces):
+    from PIL import Image
+    images, labels = faces
+    root = image_tree(tmp_path / "t", ("train",), faces)
+    Image.fromarray(images[0]).save(root / "train" / "happy" / "._0.png")  # macOS metadata twin: hidden
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    (root / "train" / "sad" / "more").mkdir()
+    (root / "train" / "sad" / "photo.heic").write_bytes(b"x")
+    splits = data.load(str(root))
+    assert sum(len(v[1]) for v in splits.values()) == 14
+    assert any("sad: 2 entries left out" in n and "more" in n and "photo.heic" in n for n in splits.notes)
+    for f in (root / "train" / "angry").iterdir():
+        f.rename(f.with_suffix(".heic"))
+    with pytest.raises(data.DataError, match="angry: no image files in this class folder"):
+        data.load(str(root))
+
+
+def test_32_bit_and_float_tiffs_are_scaled_not_saturated(tmp_path):
+    from PIL import Image
+    ramp = np.linspace(0, 1, 48 * 48).reshape(48, 48)
+    Image.fromarray((ramp * (2 ** 31 - 1)).astype(np.int32)).save(tmp_path / "i32.tif")
+    Image.fromarray((ramp * 1000).astype(np.float32)).save(tmp_path / "f.tif")
+    for name in ("i32.tif", "f.tif"):
+        got = data.read_image(str(tmp_path / name)).astype(int)
+        assert got.min() == 0 and 100 < got[24, 24] < 200 and got.max() > 120, name  # a ramp, not white
+
+
+def test_synthetic_faces_are_compressed_as_the_name_says(tmp_path):
+    import bz2
+    assert run_main("data.py", "--synthetic", tmp_path / "x.csv.bz2", "--n", "14")[0] == 0
+    assert bz2.decompress((tmp_path / "x.csv.bz2").read_bytes()).startswith(b"emotion,pixels,Usage")
+    assert len(data.load(str(tmp_path / "x.csv.bz2"))["train"][1]) > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tracebacks and misleading messages
+
+def test_someone_elses_checkpoint_dict_loads_its_network(tmp_path):
+    net = models.build("cnn2")
+    torch.save({"epoch": 3, "model_state_dict": net.state_dict(), "optimizer_state_dict": {}}, tmp_path / "x.pt")
+    loaded, name = models.load_weights(str(tmp_path / "x.pt"))
+    assert name == "cnn2"
+    torch.save({"a": net.state_dict(), "b": net.state_dict()}, tmp_path / "two.pt")  # unpicked: say so
+    with pytest.raises(models.WeightsError, match="keys \\['a', 'b'\\]"):
+        models.load_weights(str(tmp_path / "two.pt"))
+
+
+def test_confusing_inputs_are_one_line(tmp_path, weights):
+    import os
+    import train
+    path = kaggle_csv(tmp_path / "twice.csv", ["Training"] * 7, header="emotion,Emotion,pixels")
+    path.write_text(path.read_text().replace(f"{PIXELS},Training", f"0,{PIXELS}"))
+    with pytest.raises(data.DataError, match="emotion appears twice"):
+        data.load(str(path))
+    headerless = tmp_path / "nohead.csv"
+    headerless.write_text(f"0,{PIXELS},Training\n3,{PIXELS},Training\n")
+    with pytest.raises(data.DataError, match="not a header") as e:
+        data.load(str(headerless))
+    assert len(str(e.value)) < 400  # not a whole row of pixels
+    train.main(FAST + ["--epochs", "1", "--out", str(tmp_path / "run")])
+    one_line(run_main("evaluate.py", "--weights", tmp_path / "run" / "checkpoint.pth", "--data", "synthetic"), 1,
+             "a training checkpoint", "use model.pth")
+    one_line(run_main("evaluate.py", "--weights", tmp_path / "run", "--data", "synthetic"), 1, "is a folder")
+    os.mkfifo(tmp_path / "pipe")
+    one_line(run_main("evaluate.py", "--weights", weights, "--data", tmp_path / "pipe"), 1, "not a file or folder")
+    one_line(run_main("data.py", "--synthetic", tmp_path / "big.csv", "--n", "1000000000"), 2, "--n must be")
+    one_line(run_main("bench.py", "--steps", "-1"), 2, "--steps must be a positive integer")
+    one_line(run_main("bench.py", "--json", "/proc/bench.json"), 1, "/proc/bench.json", "cannot write")
+
+
+def test_compile_without_a_compiler_is_one_line(monkeypatch):
+    import shutil
+    import train
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(FAST + ["--compile"])
+    assert e.value.code == 2
+
+
+def test_warnings_turned_into_errors_break_nothing(tmp_path, weights):
+    """PYTHONWARNINGS=error (a common CI setting) makes every warning an exception: a file left unclosed, a
+    deprecated call. A real process, since the setting acts at interpreter start."""
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--weights", str(weights), "--data",
+                        "synthetic", "--out", str(tmp_path), "--json", str(tmp_path / "m.json")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0 and (tmp_path / "m.json").exists(), r.stderr[-2000:]
+
+
+def test_the_face_measurement_refuses_a_bad_count_in_one_line(tmp_path, weights):
+    one_line(run_main("tools/measure_faces.py", "--weights", weights, "--data", "synthetic", "--scenes", "0"), 2,
+             "--scenes must be 1 to 200")
+    one_line(run_main("tools/measure_faces.py", "--weights", weights, "--data", "synthetic"), 2,
+             "needs a validation split of at least 700 faces")

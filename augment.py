@@ -1,0 +1,106 @@
+"""Augmentation as tensor ops on whole batches on the device (after airbench): the report's flip + RandomAffine,
+random erasing, mixup and CutMix for training, and the ten views of test-time augmentation.
+
+Every random draw comes from a generator on the batch's device (or, for mixing, plain host numbers), so nothing
+crosses between host and device inside a training step.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import data
+
+def augment(x, generator, flip=0.5, degrees=8.0, translate=0.2, scale=(0.8, 1.2), erase=0.0):
+    """The report's v2 pipeline on a whole batch at once: random horizontal flip, then RandomAffine(degrees,
+    translate, scale) with black fill, then optional random erasing. x: float [B, 1, H, W] in [0, 1].
+    All draws come from `generator` on x's device, so nothing crosses to the host."""
+    rand = lambda *shape: torch.rand(*shape, device=x.device, generator=generator)
+    theta = random_affine(rand, x.shape[0], flip, degrees, translate, scale)
+    x = warp(x, theta)
+    return random_erase(x, rand, erase) if erase > 0 else x
+
+
+def random_affine(rand, b, flip, degrees, translate, scale):
+    """[B, 2, 3] random matrices: rotation within +-degrees, zoom within scale, shift within +-translate of the
+    size, mirrored with probability flip."""
+    angle = (rand(b) * 2 - 1) * (degrees * torch.pi / 180)
+    zoom = scale[0] + rand(b) * (scale[1] - scale[0])
+    shift = (rand(b, 2) * 2 - 1) * translate * 2  # a fraction of the size; normalised coordinates span 2
+    mirror = torch.where(rand(b) < flip, -1.0, 1.0)
+    return affine_matrix(angle, zoom, shift, mirror)
+
+
+def affine_matrix(angle, zoom, shift, mirror):
+    """[B, 2, 3] matrices for affine_grid, which maps output to input coordinates (normalised to [-1, 1]):
+    the inverse of "mirror (-1), rotate (radians), zoom (>1 enlarges), shift [B, 2]", so the sampled picture is
+    the transformed one."""
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    tx, ty = shift[:, 0], shift[:, 1]
+    return torch.stack([torch.stack([cos * mirror, sin * mirror, -(cos * tx + sin * ty) * mirror], 1),
+                        torch.stack([-sin, cos, sin * tx - cos * ty], 1)], 1)
+
+
+def warp(x, theta):
+    """Bilinear resampling of x [B, 1, H, W] by theta [B, 2, 3]; outside the image is black (0)."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_erase(x, rand, p, area=(0.02, 0.2), ratio=(0.3, 3.3)):
+    """RandomErasing (Zhong et al. 2017) as a batched mask: with probability p, a rectangle of the given area
+    fraction and aspect ratio is set to 0 (black), as torchvision's RandomErasing(value=0)."""
+    b, _, h, w = x.shape
+    s = (area[0] + rand(b) * (area[1] - area[0])) * h * w
+    r = torch.exp(np.log(ratio[0]) + rand(b) * (np.log(ratio[1]) - np.log(ratio[0])))
+    eh, ew = (s * r).sqrt().clamp(max=h), (s / r).sqrt().clamp(max=w)
+    top, left = rand(b) * (h - eh), rand(b) * (w - ew)
+    ys = torch.arange(h, device=x.device)[None, :, None]
+    xs = torch.arange(w, device=x.device)[None, None, :]
+    box = ((ys >= top[:, None, None]) & (ys < (top + eh)[:, None, None]) &
+           (xs >= left[:, None, None]) & (xs < (left + ew)[:, None, None]) & (rand(b) < p)[:, None, None])
+    return x.masked_fill(box[:, None], 0.0)
+
+
+def mix(x, y, rng, mixup=0.0, cutmix=0.0):
+    """Mixup (Zhang et al. 2018: blend) or CutMix (Yun et al. 2019: paste a box) of each image with its partner
+    in the reversed batch. Returns (images, partner labels, lam): the loss is lam * CE(y) + (1 - lam) * CE(partner).
+    With both alphas 0 the batch is returned unchanged with lam = 1. `rng` is a numpy RandomState on the host,
+    so lam and the box are plain numbers: nothing to sync with the device."""
+    if not mixup and not cutmix:
+        return x, y, 1.0
+    use_cutmix = cutmix > 0 and (mixup == 0 or rng.rand() < 0.5)
+    alpha = cutmix if use_cutmix else mixup
+    lam = float(rng.beta(alpha, alpha))
+    partner = x.flip(0)
+    if not use_cutmix:
+        return x.lerp(partner, 1 - lam), y.flip(0), lam
+    h, w = x.shape[-2:]
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = rng.randint(h), rng.randint(w)
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h - cut_h // 2, h)
+    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w - cut_w // 2, w)
+    x = x.clone()
+    x[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
+    return x, y.flip(0), 1 - (bottom - top) * (right - left) / (h * w)  # the box's true share, after clipping
+
+
+TTA_WARPS = ((0.0, 0.9), (0.0, 1.1), (-6.0, 1.0), (6.0, 1.0))  # (degrees, zoom) besides the image as it is
+
+
+def tta_views(x):
+    """Ten views of a normalised batch [B, 1, 48, 48]: the image and its mirror, each as it is, zoomed out and in
+    by 10% and rotated by -6 and +6 degrees, inside the training augmentation's ranges (8 degrees, zoom 0.8-1.2)
+    and, as in training, with black outside the picture. On PublicTest these beat flip x 2-pixel shifts (the
+    ten-crop idea of Khaireddin & Chen) by about a point on each of three networks (docs/results.md)."""
+    black = data.normalize(torch.zeros((), device=x.device))
+    degrees, zooms = zip(*TTA_WARPS)
+    n = len(TTA_WARPS)  # one matrix per warp, shared by the whole batch and by both mirror images
+    thetas = affine_matrix(torch.tensor(degrees, device=x.device) * torch.pi / 180,
+                           torch.tensor(zooms, device=x.device), torch.zeros(n, 2, device=x.device),
+                           torch.ones(n, device=x.device))
+    for img in (x, x.flip(-1)):
+        yield img
+        for theta in thetas:
+            yield warp(img - black, theta.expand(len(x), 2, 3)) + black  # warp fills with 0: black is 0 here

@@ -1,0 +1,60 @@
+"""How every script talks to its user: a flag parser whose -h shows the defaults and whose errors are one line,
+and the `__main__` guard that turns a mistake the user can fix into one line and a non-zero exit.
+
+Exit codes: 2 a bad flag (argparse's); 1 bad data, weights, an output that cannot be written, or Ctrl-C. A bug
+inside the code is not a UserError, so it still shows its traceback and gets reported.
+"""
+import argparse
+import os
+import sys
+
+
+class UserError(Exception):
+    """Something the user gave (data, weights, an output path) cannot be used; the message names it and says why,
+    in one line."""
+
+
+class FlagError(UserError):
+    """A flag's value does not fit what it was given (a split the data lacks, a GPU that is not there): a usage
+    error, exit 2 like argparse's own."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as written, and each flag's default after its help (unless the help says it, or there
+    is none to say: an off switch, an unset path)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def parser(prog, doc):
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False)
+    p.error = lambda msg: p.exit(2, f"{prog}: error: {msg}\n")  # one line, not the usage block + message
+    return p
+
+
+def add_device_flag(p):
+    """--device, the same in every script; model.pick_device turns it into a torch.device."""
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: a CUDA GPU where PyTorch sees one, else the CPU")
+
+
+def run(main, prog):
+    """Calls main(); a UserError or Ctrl-C ends in one line. Under torchrun only rank 0 says it."""
+    speaks = int(os.environ.get("RANK", 0)) == 0
+    try:
+        sys.exit(main())
+    except FlagError as e:
+        if speaks:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except UserError as e:
+        sys.exit(f"{prog}: {e}" if speaks else 1)
+    except KeyboardInterrupt:
+        sys.exit(f"\n{prog}: interrupted" if speaks else 130)
+    except BrokenPipeError:  # `evaluate.py ... | head` closed the pipe: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
+        sys.exit(1)

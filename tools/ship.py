@@ -1,0 +1,49 @@
+"""Ship a finished run into the repository: its weights in fp16, its history, curves and command, and its score.
+
+    python tools/ship.py runs/<stamp> weights/seeds/cnn3 --data data/fer2013.csv [--last]
+
+writes weights/seeds/cnn3.pth (model.pth, or last.pth with --last, in fp16: half the file, the same predictions to
+within a few images), cnn3_history.csv, cnn3_curves.png, cnn3_command.txt, and cnn3_publictest.json and
+cnn3_confusion_matrix.png from evaluate.py on the data's val split (PublicTest on the Kaggle file).
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import files  # noqa: E402
+import evaluate  # noqa: E402
+import model as models  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="a train.py output folder")
+    p.add_argument("dest", help="where the files go, without extension: weights/seeds/NAME")
+    p.add_argument("--data", required=True, help="the data the run trained on, scored on its val split")
+    p.add_argument("--last", action="store_true", help="ship last.pth (the end of the schedule), not model.pth")
+    p.add_argument("--command", help="the command that made the run, when its config.json does not record one")
+    args = p.parse_args(argv)
+    source = os.path.join(args.run, "last.pth" if args.last else "model.pth")
+    net, name = models.load_weights(source)
+    meta = models.read_file(source).get("meta", {})
+    config = json.load(open(os.path.join(args.run, "config.json")))
+    command = args.command or config.get("command")
+    if not command:
+        p.error(f"{args.run}/config.json records no command; pass --command")
+    os.makedirs(os.path.dirname(args.dest) or ".", exist_ok=True)
+    models.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
+    shutil.copyfile(os.path.join(args.run, "history.csv"), args.dest + "_history.csv")
+    shutil.copyfile(os.path.join(args.run, "curves.png"), args.dest + "_curves.png")
+    files.atomic_write(args.dest + "_command.txt", command + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        evaluate.main(["--weights", args.dest + ".pth", "--data", args.data, "--split", "val",
+                       "--out", tmp, "--json", args.dest + "_publictest.json"])
+        shutil.move(os.path.join(tmp, "confusion_matrix.png"), args.dest + "_confusion_matrix.png")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
