@@ -3,8 +3,8 @@
     python train.py --epochs 350 --bs 256                       the report's run (data/fer2013.csv)
     python train.py --data synthetic --epochs 10                a one-minute demo on synthetic faces
     python train.py --resume runs/<stamp>/checkpoint.pth        continue exactly where a run stopped
-    python train.py --init weights/resnet.pth --data faces/     fine-tune weights (fresh optimiser) on other data
-    torchrun --standalone --nproc_per_node 4 train.py ...        the same run on 4 GPUs (DistributedDataParallel)
+    python train.py --init weights/resnet.pth --data faces/     fine-tune weights on other data
+    torchrun --standalone --nproc_per_node 4 train.py ...        the same run on 4 GPUs (DDP)
 
 Speed (after airbench): the whole training set lives on the device as one uint8 tensor, each epoch's indices
 come from WeightedRandomSampler in one draw, and each batch is gathered, flipped, affine-warped and normalised
@@ -38,7 +38,7 @@ import data
 import files
 import model as models
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # The flags. Every default is the report's recipe; the stronger recipes switch options on (README, docs/).
 
 def make_parser():
@@ -55,17 +55,20 @@ def make_parser():
     p.add_argument("--wd", type=float, default=0.0, help="weight decay")
     p.add_argument("--schedule", choices=["plateau", "cosine", "inverse-time"], default="plateau",
                    help="plateau: ReduceLROnPlateau on validation loss (the report); cosine: linear warm-up, "
-                   "then cosine decay to 0 over --epochs, stepped every batch; inverse-time: lr / (1 + --decay x "
-                   "step), stepped every batch (Keras's `decay`, seed 004; --decay 0: a constant lr, seed 002)")
+                   "then cosine decay to 0 over --epochs, stepped every batch; inverse-time: lr / (1 + "
+                   "--decay x step), stepped every batch (Keras's `decay`, seed 004; --decay 0: a constant "
+                   "lr, seed 002)")
     p.add_argument("--warmup", type=float, default=0.0, help="cosine warm-up, epochs")
-    p.add_argument("--decay", type=float, default=0.0, help="inverse-time decay per step (--schedule inverse-time)")
-    p.add_argument("--plateau-factor", type=float, default=0.1, help="ReduceLROnPlateau factor (PyTorch default)")
+    p.add_argument("--decay", type=float, default=0.0, help="inverse-time decay per step (with its schedule)")
+    p.add_argument("--plateau-factor", type=float, default=0.1, help="ReduceLROnPlateau factor (PyTorch's)")
     p.add_argument("--plateau-patience", type=int, default=10, help="ReduceLROnPlateau patience, epochs")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
-    p.add_argument("--head", choices=["logits", "softmax"], default="logits", help="softmax: put a Softmax before "
-                   "the cross-entropy, as the report did (for comparison only: softmax twice squashes the gradients)")
+    p.add_argument("--head", choices=["logits", "softmax"], default="logits",
+                   help="softmax: a Softmax before the cross-entropy, as the report had (for comparison "
+                   "only: softmax twice squashes the gradients)")
     p.add_argument("--sampler", choices=["weighted", "shuffle"], default="weighted",
-                   help="weighted: WeightedRandomSampler over 1/class count (the report); shuffle: a permutation")
+                   help="weighted: WeightedRandomSampler over 1/class count (the report); shuffle: a "
+                   "permutation")
     p.add_argument("--class-weighted-loss", action="store_true", help="weight the loss by 1/class frequency "
                    "instead of resampling (seed 001); use with --sampler shuffle")
     p.add_argument("--early-stop", type=int, default=0, metavar="EPOCHS",
@@ -77,12 +80,14 @@ def make_parser():
     p.add_argument("--erase", type=float, default=0.0, help="random-erasing probability (the report: off)")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) "
                    "weights (Zhang et al. 2018; 0: off)")
-    p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA) "
-                   "areas (Yun et al. 2019; 0: off); with --mixup too, each batch uses one of them at random")
+    p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="CutMix with Beta(ALPHA, "
+                   "ALPHA) areas (Yun et al. 2019; 0: off); with --mixup too, each batch uses one of them at "
+                   "random")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="validate and save an exponential "
                    "moving average of the weights, updated every step with this decay, e.g. 0.999 (0: off)")
-    p.add_argument("--train-on-val", action="store_true", help="train on train + validation for a final model; "
-                   "model.pth is then the last epoch's weights (the validation figures are no longer held out)")
+    p.add_argument("--train-on-val", action="store_true", help="train on train + validation for a final "
+                   "model; model.pth is then the last epoch's (the validation figures are no longer held "
+                   "out)")
     p.add_argument("--amp", choices=["bf16", "fp16", "off"], default="bf16",
                    help="mixed precision: bf16 autocast (CPU and CUDA), fp16 + GradScaler (CUDA), or fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slower on the 2-core CPU "
@@ -91,12 +96,13 @@ def make_parser():
     p.add_argument("--seed", type=int, default=0, help="initial weights, epoch order and augmentation draws")
     p.add_argument("--out", help="output folder (default runs/<timestamp>)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint.pth")
-    p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (a model.pth, or weights/*.pth) "
+    p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (a model.pth, weights/*.pth) "
                    "instead of Kaiming init: fine-tuning, with a fresh optimiser and schedule")
     return p
 
 
-# Every number a flag takes, and the values that mean something. NaN fails each test (every comparison with it is
+# Every number a flag takes, and the values that mean something. NaN fails each test (every comparison with
+# it is
 # False), so "--wd nan" is refused like "--wd -1".
 RANGES = {
     "epochs": (lambda v: v > 0, "a positive integer"), "bs": (lambda v: v > 0, "a positive integer"),
@@ -105,16 +111,20 @@ RANGES = {
     "wd": (lambda v: 0 <= v < math.inf, ">= 0"), "decay": (lambda v: 0 <= v < math.inf, ">= 0"),
     "warmup": (lambda v: 0 <= v < math.inf, ">= 0 (epochs)"),
     "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"), "plateau_patience": (lambda v: v >= 0, ">= 0"),
-    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"), "early_stop": (lambda v: v >= 0, ">= 0 (0: never)"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "early_stop": (lambda v: v >= 0, ">= 0 (0: never)"),
     "flip": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "erase": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     "degrees": (lambda v: 0 <= v <= 180, "in [0, 180]"),
-    "translate": (lambda v: 0 <= v <= 0.5, "a fraction of the size in [0, 0.5] (more moves the face out of the "
-                  "picture)"),
-    "mixup": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"), "cutmix": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"),
-    "ema": (lambda v: 0 <= v < 1, "a decay in [0, 1) (0: off)"), "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2^32)"),
+    "translate": (lambda v: 0 <= v <= 0.5, "a fraction of the size in [0, 0.5] (more moves the face out of "
+                  "the picture)"),
+    "mixup": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"),
+    "cutmix": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"),
+    "ema": (lambda v: 0 <= v < 1, "a decay in [0, 1) (0: off)"),
+    "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2^32)"),
 }
-# What a resumed run may change: the optimiser's own numbers are written back into it (a checkpoint's optimiser
+# What a resumed run may change: the optimiser's own numbers are written back into it (a checkpoint's
+# optimiser
 # state would otherwise keep the old ones while config.json claimed the new).
 RESUME_FIXED = ("model", "opt", "schedule", "head", "seed")
 RESUME_OPTIMISER = ("lr", "wd", "momentum", "plateau_factor", "plateau_patience")
@@ -134,7 +144,8 @@ def parse_args(argv):
     if not 0 < args.scale[0] <= args.scale[1] < math.inf:
         p.error(f"--scale needs 0 < low <= high, got {args.scale[0]} {args.scale[1]}")
     if args.warmup and args.schedule != "cosine":
-        p.error(f"--warmup warms up the cosine schedule; --schedule {args.schedule} has none (add --schedule cosine)")
+        p.error(f"--warmup warms up the cosine schedule; --schedule {args.schedule} has none "
+                "(add --schedule cosine)")
     if args.decay and args.schedule != "inverse-time":
         p.error(f"--decay is the inverse-time schedule's; --schedule {args.schedule} ignores it "
                 "(add --schedule inverse-time)")
@@ -148,22 +159,24 @@ def parse_args(argv):
         p.error("--amp fp16 needs a CUDA GPU; on CPU use bf16 or off")
     if args.compile and device.type == "cpu" and not (shutil.which("g++") or shutil.which("c++")
                                                       or shutil.which("clang++")):
-        p.error("--compile on the CPU needs a C++ compiler (g++ or clang++), and none is installed; drop --compile")
+        p.error("--compile on the CPU needs a C++ compiler (g++ or clang++), and none is installed; "
+                "drop --compile")
     world = int(os.environ.get("WORLD_SIZE", 1))
     if args.bs % world:
         p.error(f"--bs {args.bs} is the global batch and must divide evenly over the {world} processes, e.g. "
                 f"--bs {args.bs - args.bs % world}")
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder. Download fer2013.csv from "
-                "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-"
-                "challenge/data into data/, pass --data PATH, or try --data synthetic")
+                "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-"
+                "recognition-challenge/data into data/, pass --data PATH, or try --data synthetic")
     if args.out:
         own = os.path.dirname(os.path.abspath(args.resume)) if args.resume else None
         held = [f for f in RUN_FILES if os.path.isfile(os.path.join(args.out, f))]
         if held and os.path.abspath(args.out) != own:
             how = "continue it with --resume " + os.path.join(args.out, "checkpoint.pth") \
                 if "checkpoint.pth" in held else "its checkpoint.pth is gone, so it cannot be continued"
-            p.error(f"--out {args.out} already holds a run ({', '.join(held)}): {how}, or choose another --out")
+            p.error(f"--out {args.out} already holds a run ({', '.join(held)}): {how}, "
+                    "or choose another --out")
     return args
 
 
@@ -175,19 +188,20 @@ def resumed_args(args, p):
     config = {**vars(p.parse_args([])), **ckpt["config"]}  # flags newer than the checkpoint: their defaults
     for k in set(args.given) - {"resume"}:
         if k in RESUME_FIXED and getattr(args, k) != config[k]:
-            p.error(f"--resume {args.resume}: the checkpoint trains with --{k.replace('_', '-')} {config[k]}, not "
-                    f"{getattr(args, k)}; to change it, start a new run from its weights with --init")
+            flag = "--" + k.replace("_", "-")
+            p.error(f"--resume {args.resume}: the checkpoint trains with {flag} {config[k]}, "
+                    f"not {getattr(args, k)}; to change it, start a new run from its weights with --init")
         config[k] = getattr(args, k)
     config["resume"], config["given"] = args.resume, args.given
     if "out" not in args.given:
         config["out"] = os.path.dirname(os.path.abspath(args.resume))
     if ckpt["epoch"] >= config["epochs"]:
-        p.error(f"--resume {args.resume}: the run has finished {ckpt['epoch']} epochs already; pass --epochs N "
-                f"with N > {ckpt['epoch']} to train on")
+        p.error(f"--resume {args.resume}: the run has finished {ckpt['epoch']} epochs already; "
+                f"pass --epochs N with N > {ckpt['epoch']} to train on")
     return argparse.Namespace(**config)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # The loop's pieces
 
 def warmup_cosine(warmup_steps, total_steps):
@@ -195,7 +209,8 @@ def warmup_cosine(warmup_steps, total_steps):
     def factor(step):
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))))
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress))
     return factor
 
 
@@ -223,12 +238,13 @@ def make_scheduler(args, opt, steps_per_epoch):
 
 
 def apply_resume_flags(args, opt, sched):
-    """--lr/--wd/--momentum/--plateau-* given with --resume: written into the restored optimiser and scheduler,
-    which would otherwise go on with the checkpoint's values."""
+    """--lr/--wd/--momentum/--plateau-* given with --resume: written into the restored optimiser and
+    scheduler, which would otherwise go on with the checkpoint's values."""
     given = set(args.given)
     for group in opt.param_groups:
         if "lr" in given:
-            group["lr"] = args.lr * (sched.lr_lambdas[0](sched.last_epoch) if args.schedule != "plateau" else 1)
+            factor = sched.lr_lambdas[0](sched.last_epoch) if args.schedule != "plateau" else 1
+            group["lr"] = args.lr * factor
         if "wd" in given:
             group["weight_decay"] = args.wd
         if "momentum" in given and "momentum" in group:
@@ -241,10 +257,10 @@ def apply_resume_flags(args, opt, sched):
 
 
 class EMA:
-    """ema <- decay * ema + (1 - decay) * net after every step, over the whole state_dict: weights and BatchNorm
-    statistics alike (as timm's ModelEmaV2); integer buffers (BatchNorm's batch count) are copied. The decay
-    warms up as (1 + n) / (10 + n) after n updates (TensorFlow's ExponentialMovingAverage): with a fixed decay
-    from the first step, a short run's average is still partly the random initial weights."""
+    """ema <- decay * ema + (1 - decay) * net after every step, over the whole state_dict: weights and
+    BatchNorm statistics alike (as timm's ModelEmaV2); integer buffers (BatchNorm's batch count) are copied.
+    The decay warms up as (1 + n) / (10 + n) after n updates (TensorFlow's ExponentialMovingAverage): with
+    a fixed decay from the first step, a short run's average is still partly the random initial weights."""
 
     def __init__(self, average, net, decay):
         self.decay, self.updates = decay, 0
@@ -264,7 +280,8 @@ class EMA:
 
 def numpy_rng_state(rng):
     _, keys, *rest = rng.get_state()  # a tensor and plain numbers, so weights_only loading accepts it
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(rest[0]), int(rest[1]), float(rest[2])]}
+    return {"keys": torch.from_numpy(keys.astype(np.int64)),
+            "rest": [int(rest[0]), int(rest[1]), float(rest[2])]}
 
 
 def set_numpy_rng_state(rng, state):
@@ -272,8 +289,8 @@ def set_numpy_rng_state(rng, state):
 
 
 def rng_state(trainer, augment_ranks):
-    """Every random stream of a run, for an exact --resume: torch's, the epoch order's, each rank's augmentation,
-    numpy's, the mixing draws, Python's and CUDA's."""
+    """Every random stream of a run, for an exact --resume: torch's, the epoch order's, each rank's
+    augmentation, numpy's, the mixing draws, Python's and CUDA's."""
     return {"torch": torch.get_rng_state(), "sampler": trainer.sampler_gen.get_state(),
             "augment": augment_ranks[0], "augment_ranks": augment_ranks, "numpy": numpy_rng_state(np.random),
             "mix": numpy_rng_state(trainer.mix_rng), "python": list(random.getstate()[1]),
@@ -290,8 +307,10 @@ def set_rng_state(trainer, rng, saved_world, saved_device, epoch, path):
     else:  # a CUDA generator's state does not fit a CPU one, nor 4 ranks' streams 2 ranks
         trainer.aug_gen.manual_seed(trainer.args.seed + 1 + 1000003 * trainer.rank + 7919 * epoch)
         if trainer.rank == 0:
-            print(f"note: {path} was saved by {saved_world} process(es) on {saved_device}; the augmentation draws "
-                  f"continue from a fresh seed, so the run is not bit-identical to one that never stopped", flush=True)
+            print(f"note: {path} was saved by {saved_world} process(es) on {saved_device}; the augmentation "
+                  f"draws continue from a fresh seed, so the run is not bit-identical to one that never "
+                  f"stopped",
+                  flush=True)
     set_numpy_rng_state(np.random, rng["numpy"])
     if "mix" in rng:  # checkpoints from before --mixup/--cutmix have no such state
         set_numpy_rng_state(trainer.mix_rng, rng["mix"])
@@ -308,8 +327,9 @@ def cross_entropy(logits, y, head="logits", **options):
 
 
 def rank_batch(order, step, bs, rank, world):
-    """This rank's share of global batch `step`: the one-process batch order[step * bs:(step + 1) * bs], cut into
-    `world` consecutive pieces. Every rank draws the same order, so together they see what one process sees."""
+    """This rank's share of global batch `step`: the one-process batch order[step * bs:(step + 1) * bs], cut
+    into `world` consecutive pieces. Every rank draws the same order, so together they see what one process
+    sees."""
     local = bs // world
     start = step * bs + rank * local
     return order[start:start + local]
@@ -327,8 +347,10 @@ class Trainer:
             self.net.load_state_dict(models.load_weights(args.init, expect=args.model)[0].state_dict())
         self.net = self.net.to(device, memory_format=torch.channels_last)
         self.step_net = torch.compile(self.net) if args.compile else self.net
-        if world > 1:  # gradients averaged over the ranks in backward; BatchNorm buffers broadcast from rank 0.
-            # Per-rank batch statistics, no SyncBatchNorm: PyTorch refuses it on CPU, and at 128 images per rank
+        # gradients averaged over the ranks in backward; BatchNorm buffers broadcast from rank 0.
+        if world > 1:
+            # Per-rank batch statistics, no SyncBatchNorm: PyTorch refuses it on CPU, and at 128
+            # images per rank
             # BatchNorm is far from its small-batch trouble (docs/distributed.md).
             self.step_net = DDP(self.step_net, device_ids=[device] if device.type == "cuda" else None)
         self.opt = make_optimizer(args, self.net.parameters())
@@ -338,7 +360,8 @@ class Trainer:
         # The data set, resident on the device: 28,709 x 48 x 48 uint8 = 66 MB.
         self.train_x, self.train_y = (t.to(device) for t in splits["train"])
         self.val_x, self.val_y = splits["val"]
-        self.sampler_gen = torch.Generator().manual_seed(args.seed)  # epoch order: one draw/epoch, alike on all ranks
+        # epoch order: one draw/epoch, alike on all ranks
+        self.sampler_gen = torch.Generator().manual_seed(args.seed)
         # Augmentation draws, on the device: each rank its own stream (rank 0's is the one-process stream).
         self.aug_gen = torch.Generator(device).manual_seed(args.seed + 1 + 1000003 * rank)
         self.sample_weights = data.class_weights(splits["train"][1])
@@ -361,7 +384,8 @@ class Trainer:
         """One epoch's indices: the design card's WeightedRandomSampler (with replacement, dataset-length
         draws), or a permutation. Drawn in one call and copied to the device once per epoch. The sampler is
         torch.multinomial itself, called as WeightedRandomSampler.__iter__ calls it (the same indices from the
-        same generator state) without the trip through a Python list of 28,709 ints that list(sampler) makes."""
+        same generator state) without the trip through a Python list of 28,709 ints that list(sampler)
+        makes."""
         n = len(self.train_y)
         if self.args.sampler == "weighted":
             order = torch.multinomial(self.sample_weights, n, replacement=True, generator=self.sampler_gen)
@@ -427,7 +451,8 @@ class Trainer:
                 "data_id": data_id, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else {},
-                "ema_updates": self.averager.updates if self.averager else 0, "rng": rng_state(self, augment_ranks)}
+                "ema_updates": self.averager.updates if self.averager else 0,
+                "rng": rng_state(self, augment_ranks)}
 
     def load_state(self, ckpt, path):
         models.load_state(self.net, ckpt["model"], path)
@@ -443,8 +468,8 @@ class Trainer:
 
 
 def validate(net, images, labels, device, autocast, batch_size=1024, head="logits", rank=0, world=1):
-    """Mean cross-entropy and accuracy over a split, batched on the device; one sync at the end. Under torchrun
-    each rank scores its slice and the sums are added up."""
+    """Mean cross-entropy and accuracy over a split, batched on the device; one sync at the end. Under
+    torchrun each rank scores its slice and the sums are added up."""
     net.eval()
     lo, hi = rank * len(labels) // world, (rank + 1) * len(labels) // world
     sums = torch.zeros(2, device=device)  # loss, correct
@@ -467,7 +492,7 @@ def fingerprint(images, labels):
     return h.hexdigest()[:16]
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Outputs, each written atomically so an interrupted run leaves the previous good file
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
@@ -525,14 +550,15 @@ def claim(out):
                 with open(lock) as f:
                     pid = int(f.read().strip() or 0)
                 os.kill(pid, 0)  # signal 0: only asks whether the process exists
-            except (ValueError, ProcessLookupError, FileNotFoundError):  # a dead run's claim (or a half-written one)
+            # a dead run's claim (or a half-written one)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
                 if os.path.exists(lock):
                     os.remove(lock)
                 continue
             except PermissionError:  # alive, another user's
                 pass
-            raise files.OutputError(f"{out}: another training (process {pid}) is writing into it; wait for it "
-                                    f"or choose another --out") from None
+            raise files.OutputError(f"{out}: another training (process {pid}) is writing into it; wait "
+                                    f"for it or choose another --out") from None
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
         return lock
@@ -549,7 +575,7 @@ def default_out():
     return out
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # One training run
 
 def run(args, device, rank, world):
@@ -560,11 +586,12 @@ def run(args, device, rank, world):
     out = args.out
     splits = data.load(args.data)  # the split is fixed (seed 0) whatever --seed, so evaluate.py sees the same
     if "train" not in splits:
-        raise data.DataError(f"{args.data}: no training images (it holds {', '.join(splits)} only); it can be "
-                             f"evaluated with evaluate.py, not trained on")
+        raise data.DataError(f"{args.data}: no training images (it holds {', '.join(splits)} only); it can "
+                             f"be evaluated with evaluate.py, not trained on")
     if splits.unknown:
-        raise data.DataError(f"{splits.unknown[0]}: unknown class folder (expected one of {', '.join(data.CLASSES)}); "
-                             f"training needs every class folder to be one: rename or move it")
+        raise data.DataError(f"{splits.unknown[0]}: unknown class folder (expected one of "
+                             f"{', '.join(data.CLASSES)}); training needs every class folder to be one: "
+                             f"rename or move it")
     for note in splits.notes:
         say(f"note: {note}")
     if args.train_on_val:
@@ -582,7 +609,8 @@ def run(args, device, rank, world):
     if master:
         files.write_json(os.path.join(out, "config.json"), vars(args))
     counts = {k: len(v[1]) for k, v in splits.items()}
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    threads = f"{torch.get_num_threads()} threads"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
     say(f"{args.model}: {models.count_parameters(trainer.net):,} parameters | {device} ({where})"
         f"{f' x {world} processes, {args.bs // world} images each per step' if world > 1 else ''}"
         f" | amp {args.amp} | data {counts} | validation on {splits.title('val')} | out {out}")
@@ -590,14 +618,17 @@ def run(args, device, rank, world):
     saved_epoch = start - 1  # the last epoch whose checkpoint.pth is on disk
     plotted_at = -math.inf
 
-    def save_epoch_weights(name, row):  # the validated network (the moving average with --ema) after that epoch
+    # the validated network (the moving average with --ema) after that epoch
+    def save_epoch_weights(name, row):
         models.save_weights(os.path.join(out, name), trainer.eval_net, args.model, meta={
-            "epoch": row["epoch"], "val_loss": row["val_loss"], "val_acc": row["val_acc"], "config": vars(args)})
+            "epoch": row["epoch"], "val_loss": row["val_loss"], "val_acc": row["val_acc"],
+            "config": vars(args)})
 
     def saved_so_far():  # what Ctrl-C or a failure leaves behind: only what is really on disk
         if saved_epoch < 1:
             return f"no epoch was finished, so nothing was saved in {out}"
-        return f"epochs 1-{saved_epoch} are saved in {out}. Resume with: python train.py --resume {checkpoint_path}"
+        return (f"epochs 1-{saved_epoch} are saved in {out}. "
+                f"Resume with: python train.py --resume {checkpoint_path}")
 
     try:
         for epoch in range(start, args.epochs + 1):
@@ -606,8 +637,8 @@ def run(args, device, rank, world):
             if not math.isfinite(train_loss):  # all-reduced: every rank stops together
                 sys.exit(f"train.py: the training loss became {train_loss} in epoch {epoch}; stopped, "
                          f"{saved_so_far()} (try a lower --lr, or --amp off)" if master else 1)
-            val_loss, val_acc = validate(trainer.eval_net, trainer.val_x, trainer.val_y, device, trainer.autocast(),
-                                         head=args.head, rank=rank, world=world)
+            val_loss, val_acc = validate(trainer.eval_net, trainer.val_x, trainer.val_y, device,
+                                         trainer.autocast(), head=args.head, rank=rank, world=world)
             lr = trainer.opt.param_groups[0]["lr"]
             if args.schedule == "plateau":
                 trainer.sched.step(val_loss)
@@ -627,7 +658,8 @@ def run(args, device, rank, world):
                     plot_curves(out, history)
                     plotted_at = time.perf_counter()
             say(f"epoch {epoch:4d} | train loss {train_loss:.4f} acc {100 * train_acc:5.2f}% | val loss "
-                f"{val_loss:.4f} acc {100 * val_acc:5.2f}% | lr {lr:.2e} | {history[-1]['seconds']:.1f}s", flush=True)
+                f"{val_loss:.4f} acc {100 * val_acc:5.2f}% | lr {lr:.2e} | {history[-1]['seconds']:.1f}s",
+                flush=True)
             best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
             if args.early_stop and epoch - best_epoch >= args.early_stop:
                 say(f"early stop: no better validation loss since epoch {best_epoch}")
@@ -635,22 +667,25 @@ def run(args, device, rank, world):
     except KeyboardInterrupt:
         sys.exit(f"\ninterrupted; {saved_so_far()}" if master else 130)
     except torch.cuda.OutOfMemoryError:
-        sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}" if master else 1)
+        sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}"
+                 if master else 1)
     except cli.UserError as e:  # an output that could not be written (a full disk)
         raise type(e)(f"{e}; {saved_so_far()}") from None
     if master:
         plot_curves(out, history)  # the last epochs too, whenever the last drawing was
-        save_epoch_weights("last.pth", history[-1])  # the end of the schedule: with cosine often the better one
+        # the end of the schedule: with cosine often the better one
+        save_epoch_weights("last.pth", history[-1])
         best, name = models.load_weights(os.path.join(out, "model.pth"), device)
         split, images, labels = data.choose_split(splits, None, args.data)
         loss, acc = validate(best, images, labels, device, trainer.autocast(), head=args.head)
-        kept = f"last epoch's weights (epoch {history[-1]['epoch']}, trained on val too)" if args.train_on_val else \
-            f"best weights (epoch {min(history, key=lambda r: r['val_loss'])['epoch']})"
+        best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
+        kept = f"last epoch's weights (epoch {history[-1]['epoch']}, trained on val too)" \
+            if args.train_on_val else f"best weights (epoch {best_epoch})"
         print(f"{kept}: {splits.title(split)} accuracy {100 * acc:.2f}% (loss {loss:.4f}) -> "
               f"{os.path.join(out, 'model.pth')}; last epoch's -> {os.path.join(out, 'last.pth')}")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 def distributed_setup(device):
     """Under torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE): join the process group, NCCL between GPUs,
@@ -678,7 +713,8 @@ def main(argv=None):
         if not args.out:
             args.out = default_out()
         made_out = not os.path.exists(args.out)
-        files.check_writable(args.out, folder=True)  # before the data loads and the hours of training, not after
+        # before the data loads and the hours of training, not after
+        files.check_writable(args.out, folder=True)
         lock = claim(args.out)
     if world > 1:  # every rank writes the same --out into config.json and the checkpoint
         shared = [args.out]
@@ -692,7 +728,9 @@ def main(argv=None):
         if rank == 0:
             os.remove(lock)
             if made_out and not os.listdir(args.out):
-                os.rmdir(args.out)  # a run that stopped before writing anything (bad data, Ctrl-C) leaves no folder
+                # a run that stopped before writing anything (bad data, Ctrl-C) leaves no
+                # folder
+                os.rmdir(args.out)
 
 
 if __name__ == "__main__":

@@ -642,3 +642,30 @@ def test_the_face_measurement_refuses_a_bad_count_in_one_line(tmp_path, weights)
              "--scenes must be 1 to 200")
     one_line(run_main("tools/measure_faces.py", "--weights", weights, "--data", "synthetic"), 2,
              "needs a validation split of at least 700 faces")
+
+
+def test_every_command_in_the_readme_parses_with_its_scripts_flags():
+    """The README's commands run as written: every `python SCRIPT.py ...` line in its code blocks uses flags and
+    values its script accepts (torchrun lines too)."""
+    import importlib
+    import os
+    import shlex
+    from conftest import ROOT
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    blocks = readme.split("```")[1::2]
+    commands = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split("  #")[0])
+            script = next((w for w in words if w.endswith(".py") and not w.startswith("-")), None)
+            if script and (words[0] in ("python", "torchrun")):
+                commands.append((script, words[words.index(script) + 1:]))
+    assert len(commands) >= 12
+    for script, args in commands:
+        if script.startswith("tools/"):
+            continue
+        parser = importlib.import_module(script[:-3]).make_parser()
+        parser.error = lambda msg, script=script, args=args: pytest.fail(f"{script} {' '.join(args)}: {msg}")
+        parsed = parser.parse_args(args)
+        # the data goes where the README puts it: a command that names another path fails as written
+        assert getattr(parsed, "data", "synthetic") in ("synthetic", "data/fer2013.csv"), (script, args)
