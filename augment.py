@@ -1,8 +1,8 @@
-"""Augmentation as tensor ops on whole batches on the device (after airbench): the report's flip + RandomAffine,
-random erasing, mixup and CutMix for training, and the ten views of test-time augmentation.
+"""Augmentation as tensor ops on whole batches on the device (after airbench): the report's flip +
+RandomAffine, random erasing, mixup and CutMix for training, and the ten views of test-time augmentation.
 
-Every random draw comes from a generator on the batch's device (or, for mixing, plain host numbers), so nothing
-crosses between host and device inside a training step.
+Every random draw comes from a generator on the batch's device (or, for mixing, plain host numbers), so
+nothing crosses between host and device inside a training step.
 """
 import math
 
@@ -23,8 +23,8 @@ def augment(x, generator, flip=0.5, degrees=8.0, translate=0.2, scale=(0.8, 1.2)
 
 
 def random_affine(rand, b, flip, degrees, translate, scale):
-    """[B, 2, 3] random matrices: rotation within +-degrees, zoom within scale, shift within +-translate of the
-    size, mirrored with probability flip."""
+    """[B, 2, 3] random matrices: rotation within +-degrees, zoom within scale, shift within +-translate of
+    the size, mirrored with probability flip."""
     angle = (rand(b) * 2 - 1) * (degrees * torch.pi / 180)
     zoom = scale[0] + rand(b) * (scale[1] - scale[0])
     shift = (rand(b, 2) * 2 - 1) * translate * 2  # a fraction of the size; normalised coordinates span 2
@@ -33,8 +33,8 @@ def random_affine(rand, b, flip, degrees, translate, scale):
 
 
 def affine_matrix(angle, zoom, shift, mirror):
-    """[B, 2, 3] matrices for affine_grid, which maps output to input coordinates (normalised to [-1, 1]):
-    the inverse of "mirror (-1), rotate (radians), zoom (>1 enlarges), shift [B, 2]", so the sampled picture is
+    """[B, 2, 3] matrices for affine_grid, which maps output to input coordinates (normalised to [-1, 1]): the
+    inverse of "mirror (-1), rotate (radians), zoom (>1 enlarges), shift [B, 2]", so the sampled picture is
     the transformed one."""
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     tx, ty = shift[:, 0], shift[:, 1]
@@ -64,10 +64,10 @@ def random_erase(x, rand, p, area=(0.02, 0.2), ratio=(0.3, 3.3)):
 
 
 def mix(x, y, rng, mixup=0.0, cutmix=0.0):
-    """Mixup (Zhang et al. 2018: blend) or CutMix (Yun et al. 2019: paste a box) of each image with its partner
-    in the reversed batch. Returns (images, partner labels, lam): the loss is lam * CE(y) + (1 - lam) * CE(partner).
-    With both alphas 0 the batch is returned unchanged with lam = 1. `rng` is a numpy RandomState on the host,
-    so lam and the box are plain numbers: nothing to sync with the device."""
+    """Mixup (Zhang et al. 2018: blend) or CutMix (Yun et al. 2019: paste a box) of each image with its
+    partner in the reversed batch. Returns (images, partner labels, lam): the loss is lam * CE(y) + (1 -
+    lam) * CE(partner). With both alphas 0 the batch is returned unchanged with lam = 1. `rng` is a numpy
+    RandomState on the host, so lam and the box are plain numbers: nothing to sync with the device."""
     if not mixup and not cutmix:
         return x, y, 1.0
     use_cutmix = cutmix > 0 and (mixup == 0 or rng.rand() < 0.5)
@@ -90,10 +90,11 @@ TTA_WARPS = ((0.0, 0.9), (0.0, 1.1), (-6.0, 1.0), (6.0, 1.0))  # (degrees, zoom)
 
 
 def tta_views(x):
-    """Ten views of a normalised batch [B, 1, 48, 48]: the image and its mirror, each as it is, zoomed out and in
-    by 10% and rotated by -6 and +6 degrees, inside the training augmentation's ranges (8 degrees, zoom 0.8-1.2)
-    and, as in training, with black outside the picture. On PublicTest these beat flip x 2-pixel shifts (the
-    ten-crop idea of Khaireddin & Chen) by about a point on each of three networks (docs/results.md)."""
+    """Ten views of a normalised batch [B, 1, 48, 48]: the image and its mirror, each as it is, zoomed out and
+    in by 10% and rotated by -6 and +6 degrees, inside the training augmentation's ranges (8 degrees, zoom
+    0.8-1.2) and, as in training, with black outside the picture. On PublicTest these beat flip x 2-pixel
+    shifts (the ten-crop idea of Khaireddin & Chen) by about a point on each of three networks
+    (docs/results.md)."""
     black = data.normalize(torch.zeros((), device=x.device))
     degrees, zooms = zip(*TTA_WARPS)
     n = len(TTA_WARPS)  # one matrix per warp, shared by the whole batch and by both mirror images

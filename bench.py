@@ -8,7 +8,8 @@ train_images_per_s  train.py's real loop (sampler, gather, augmentation, step) o
 eval_images_per_s   train.py's batched evaluation
 amp_speedup         model step in mixed precision / in fp32
 loop_over_model     train / model: 1.0 means the loop costs nothing beyond the network
-host_*_ms           work outside the step, per epoch: the epoch order, curves.png with 350 epochs, checkpoint.pth
+host_*_ms           work outside the step, per epoch: the epoch order, curves.png with 350 epochs,
+                    checkpoint.pth
 """
 import os
 import statistics
@@ -94,7 +95,8 @@ def host_costs(trainer):
         state = trainer.state(350, history, 1.0, "bench")
         return {"host_order_ms": ms(trainer.epoch_order),
                 "host_curves_ms": ms(lambda: train.plot_curves(out, history)),
-                "host_checkpoint_ms": ms(lambda: models.atomic_save(state, os.path.join(out, "checkpoint.pth")))}
+                "host_checkpoint_ms": ms(lambda: models.atomic_save(state,
+                                                                    os.path.join(out, "checkpoint.pth")))}
 
 
 def make_parser():

@@ -1,15 +1,17 @@
-"""Emotions live, from a camera or a video file: find the faces, follow them, classify them in one batch, draw.
+"""Emotions live, from a camera or a video file: find the faces, follow them, classify them in one batch,
+draw.
 
     python camera.py --weights weights/resnet.pth                          camera 0, in a window
     python camera.py --weights weights/resnet.pth --source clip.mp4 --out annotated.mp4
 
-Needs OpenCV (`pip install -r requirements-faces.txt`). A window opens where there is a display; `--out` writes
-the annotated video; at the end it prints frames/s, with face finding and classification timed apart.
+Needs OpenCV (`pip install -r requirements-faces.txt`). A window opens where there is a display; `--out`
+writes the annotated video; at the end it prints frames/s, with face finding and classification timed
+apart.
 
-Real time on a laptop CPU (docs/faces.md has the measurements): finding faces is the expensive part, so it runs
-on a half-size copy of the frame (a quarter of the pixels) and only every DETECT_EVERY-th frame; in between, each
-face is followed by matching its last look (a small grey template) around its last place, which costs about a
-millisecond. All faces of a frame are classified in one batch under bf16 autocast.
+Real time on a laptop CPU (docs/faces.md has the measurements): finding faces is the expensive part, so it
+runs on a half-size copy of the frame (a quarter of the pixels) and only every DETECT_EVERY-th frame; in
+between, each face is followed by matching its last look (a small grey template) around its last place,
+which costs about a millisecond. All faces of a frame are classified in one batch under bf16 autocast.
 
 Labels do not flicker: at each detection a face keeps its track when its new box overlaps its last one
 (intersection over union >= 0.3), and what is shown is an exponential moving average of its probabilities,
@@ -43,9 +45,9 @@ def iou(a, b):
 
 
 class Tracker:
-    """The faces of a video: found every `every`-th frame (on a copy scaled by `scale`), followed in between by
-    template matching; each with its smoothed probabilities. `boxes(grey)` gives this frame's boxes, then
-    `classified(probs)` takes the network's probabilities for them and returns the smoothed ones."""
+    """The faces of a video: found every `every`-th frame (on a copy scaled by `scale`), followed in between
+    by template matching; each with its smoothed probabilities. `boxes(grey)` gives this frame's boxes,
+    then `classified(probs)` takes the network's probabilities for them and returns the smoothed ones."""
 
     def __init__(self, cv2, detect, every=DETECT_EVERY, scale=DETECT_SCALE, keep=SMOOTH):
         self.cv2, self.detect, self.every, self.scale, self.keep = cv2, detect, every, scale, keep
@@ -53,7 +55,8 @@ class Tracker:
 
     def boxes(self, grey):
         if self.frame % self.every == 0:
-            small = self.cv2.resize(grey, None, fx=self.scale, fy=self.scale, interpolation=self.cv2.INTER_AREA)
+            small = self.cv2.resize(grey, None, fx=self.scale, fy=self.scale,
+                                    interpolation=self.cv2.INTER_AREA)
             found = [tuple(int(round(v / self.scale)) for v in b) for b in self.detect(small)]
             self.tracks = match(self.tracks, found)
             self.templates = [self.template(grey, box) for box, _ in self.tracks]
@@ -70,7 +73,9 @@ class Tracker:
     def template(self, grey, box):
         x, y, w, h = box
         patch = grey[max(0, y):y + h, max(0, x):x + w]
-        return self.cv2.resize(patch, (TEMPLATE, TEMPLATE), interpolation=self.cv2.INTER_AREA) if patch.size else None
+        if not patch.size:
+            return None
+        return self.cv2.resize(patch, (TEMPLATE, TEMPLATE), interpolation=self.cv2.INTER_AREA)
 
     def follow(self, grey, box, template):
         """The box moved to where its template matches best within half a box of where it was."""
@@ -80,15 +85,16 @@ class Tracker:
         f = TEMPLATE / w  # the search window is scaled as the template was
         x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
         window = grey[y0:y + h + h // 2, x0:x + w + w // 2]
-        small = self.cv2.resize(window, (max(TEMPLATE, round(window.shape[1] * f)),
-                                         max(TEMPLATE, round(window.shape[0] * f))), interpolation=self.cv2.INTER_AREA)
+        size = (max(TEMPLATE, round(window.shape[1] * f)), max(TEMPLATE, round(window.shape[0] * f)))
+        small = self.cv2.resize(window, size, interpolation=self.cv2.INTER_AREA)
         scores = self.cv2.matchTemplate(small, template, self.cv2.TM_CCOEFF_NORMED)
         _, best, _, (dx, dy) = self.cv2.minMaxLoc(scores)
         return (x0 + round(dx / f), y0 + round(dy / f), w, h) if best > 0.5 else box
 
 
 def match(tracks, boxes, threshold=0.3):
-    """This detection's boxes, each with the smoothed probabilities of the track it overlaps most (None: new)."""
+    """This detection's boxes, each with the smoothed probabilities of the track it overlaps most (None: a
+    new face)."""
     out = []
     for box in boxes:
         best = max(tracks, key=lambda t: iou(t[0], box), default=None)
@@ -106,8 +112,10 @@ def open_source(cv2, source):
 
 
 def can_show(cv2):
-    """True where a window can open: a display, and an OpenCV built with windows (the headless wheel has none)."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")):
+    """True where a window can open: a display, and an OpenCV built with windows (the headless wheel has
+    none)."""
+    desktop = sys.platform in ("win32", "darwin")
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or desktop):
         return False
     try:
         cv2.namedWindow("emotions")
@@ -117,8 +125,8 @@ def can_show(cv2):
 
 
 def draw(cv2, frame, boxes, texts):
-    """Boxes and labels drawn with OpenCV on a copy of the BGR frame: a few hundred microseconds, where Pillow's
-    round trip (faces.label_faces, used for photos) costs milliseconds per frame."""
+    """Boxes and labels drawn with OpenCV on a copy of the BGR frame: a few hundred microseconds, where
+    Pillow's round trip (faces.label_faces, used for photos) costs milliseconds per frame."""
     out = frame.copy()
     thick = max(2, min(frame.shape[:2]) // 240)
     for (x, y, w, h), text in zip(boxes, texts):
@@ -132,8 +140,8 @@ def draw(cv2, frame, boxes, texts):
 
 
 def check_video(cv2, path, frames):
-    """None if the video at `path` holds all `frames`, else what is wrong. OpenCV's VideoWriter reports no error
-    (a full disk included), so the file is read back: its frame count, and its last frame."""
+    """None if the video at `path` holds all `frames`, else what is wrong. OpenCV's VideoWriter reports no
+    error (a full disk included), so the file is read back: its frame count, and its last frame."""
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return "the video file is empty (a full disk, or no codec for this format)"
     cap = cv2.VideoCapture(path)
@@ -192,7 +200,8 @@ def main(argv=None):
             t_find += time.perf_counter() - t
             t = time.perf_counter()
             crops = torch.from_numpy(np.stack([faces.crop(grey, b) for b in boxes])) if boxes else None
-            probs = models.predict_proba(nets, crops, device, args.tta, autocast=True).numpy() if boxes else []
+            probs = models.predict_proba(nets, crops, device, args.tta, autocast=True).numpy() \
+                if boxes else []
             shown = tracker.classified(probs)
             t_classify += time.perf_counter() - t
             texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * pr.max():.0f}%" for pr in shown]
@@ -200,9 +209,9 @@ def main(argv=None):
             frames += 1
             if args.out:
                 if writer is None:
-                    root, ext = os.path.splitext(args.out)
-                    tmp = f"{root}.tmp{os.getpid()}{ext}"  # renamed at the end: no half-written video left behind
-                    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if ext.lower() == ".mp4" else "MJPG"))
+                    tmp = files.temporary_name(args.out)  # renamed when checked: no half-written video
+                    mp4 = args.out.lower().endswith(".mp4")
+                    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if mp4 else "MJPG"))
                     writer = cv2.VideoWriter(tmp, fourcc, fps_in, (frame.shape[1], frame.shape[0]))
                 writer.write(np.ascontiguousarray(marked))
             if show:

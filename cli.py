@@ -1,5 +1,5 @@
-"""How every script talks to its user: a flag parser whose -h shows the defaults and whose errors are one line,
-and the `__main__` guard that turns a mistake the user can fix into one line and a non-zero exit.
+"""How every script talks to its user: a flag parser whose -h shows the defaults and whose errors are one
+line, and the `__main__` guard that turns a mistake the user can fix into one line and a non-zero exit.
 
 Exit codes: 2 a bad flag (argparse's); 1 bad data, weights, an output that cannot be written, or Ctrl-C. A bug
 inside the code is not a UserError, so it still shows its traceback and gets reported.
@@ -10,18 +10,18 @@ import sys
 
 
 class UserError(Exception):
-    """Something the user gave (data, weights, an output path) cannot be used; the message names it and says why,
-    in one line."""
+    """Something the user gave (data, weights, an output path) cannot be used; the message names it and says
+    why, in one line."""
 
 
 class FlagError(UserError):
-    """A flag's value does not fit what it was given (a split the data lacks, a GPU that is not there): a usage
-    error, exit 2 like argparse's own."""
+    """A flag's value does not fit what it was given (a split the data lacks, a GPU that is not there): a
+    usage error, exit 2 like argparse's own."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The module docstring as written, and each flag's default after its help (unless the help says it, or there
-    is none to say: an off switch, an unset path)."""
+    """The module docstring as written, and each flag's default after its help (unless the help says it, or
+    there is none to say: an off switch, an unset path)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -56,5 +56,6 @@ def run(main, prog):
     except KeyboardInterrupt:
         sys.exit(f"\n{prog}: interrupted" if speaks else 130)
     except BrokenPipeError:  # `evaluate.py ... | head` closed the pipe: stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
+        # Python's own flush at exit would fail on the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

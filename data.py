@@ -1,8 +1,8 @@
 """Files to tensors: every FER2013 layout, the class list, the choice of split, the Dataset, and batching.
 
-A data set here is a `Splits` dict split -> (images uint8 [N, 48, 48], labels int64 [N]) on the CPU, with splits
-"train", "val" and, where the data has one, "test"; it also knows what the data itself calls each split (Kaggle's
-Usage values: Training, PublicTest, PrivateTest), so every output line can name it.
+A data set here is a `Splits` dict split -> (images uint8 [N, 48, 48], labels int64 [N]) on the CPU, with
+splits "train", "val" and, where the data has one, "test"; it also knows what the data itself calls each
+split (Kaggle's Usage values: Training, PublicTest, PrivateTest), so every output line can name it.
 
     python data.py PATH                 class counts per split, distribution.png and samples.png
     python data.py --synthetic out.csv --n 2000     write synthetic faces as a Kaggle-style CSV
@@ -26,8 +26,8 @@ MEAN, STD = 0.5077, 0.2550  # the report's normalisation (its Figure 6)
 SIZE = 48
 VAL_FRACTION = 0.1  # carved out of train, stratified, when the data has no validation split
 
-# Kaggle's Usage column and the image releases' folder names (Kaggle's, Roboflow's train/valid/test, and folders
-# named after the Usage values) -> our split names.
+# Kaggle's Usage column and the image releases' folder names (Kaggle's, Roboflow's train/valid/test, and
+# folders named after the Usage values) -> our split names.
 USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
 FOLDERS = {"train": "train", "training": "train", "validation": "val", "val": "val", "valid": "val",
            "publictest": "val", "test": "test", "testing": "test", "privatetest": "test"}
@@ -42,7 +42,8 @@ class DataError(cli.UserError):
 
 
 class Splits(dict):
-    """split -> (images, labels), plus what the data calls each split (`names`) and what was left out (`notes`)."""
+    """split -> (images, labels), plus what the data calls each split (`names`) and what was left out
+    (`notes`)."""
 
     def __init__(self, items=(), names=None, notes=(), unknown=()):
         super().__init__(items)
@@ -60,13 +61,13 @@ KAGGLE_NAMES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 
 def load(path, seed=0, n_synthetic=3000, whole=False):
     """Reads what `path` holds: "synthetic", a .csv/.csv.gz (Kaggle fer2013.csv, train.csv or
-    icml_face_data.csv layout) or an image-folder tree. Returns Splits. `seed` draws the
-    synthetic faces and the validation split of data that has none; the scripts keep it at 0, so training and
-    evaluation always see the same split. Data without training images (a test.csv of PublicTest and/or
-    PrivateTest rows, a folder with only test/) keeps just the splits it has: it can be evaluated, not trained on.
-    Data with no split information (train.csv, ROOT/<class>/) is split 90/10 as the report did; with
-    whole=True it also keeps every image as the split "all", which evaluation scores by default (a data set made
-    for testing, such as CK+ or your own photos, is scored whole, not on a 10% sample)."""
+    icml_face_data.csv layout) or an image-folder tree. Returns Splits. `seed` draws the synthetic faces
+    and the validation split of data that has none; the scripts keep it at 0, so training and evaluation
+    always see the same split. Data without training images (a test.csv of PublicTest and/or PrivateTest
+    rows, a folder with only test/) keeps just the splits it has: it can be evaluated, not trained on. Data
+    with no split information (train.csv, ROOT/<class>/) is split 90/10 as the report did; with whole=True
+    it also keeps every image as the split "all", which evaluation scores by default (a data set made for
+    testing, such as CK+ or your own photos, is scored whole, not on a 10% sample)."""
     names, notes, unknown = {}, [], []
     if path == "synthetic":
         images, labels = synthetic.synthetic_faces(n_synthetic, seed)
@@ -78,7 +79,8 @@ def load(path, seed=0, n_synthetic=3000, whole=False):
         splits = read_csv(path)
         names = {k: KAGGLE_NAMES[k] for k in splits if k in KAGGLE_NAMES}
     elif os.path.exists(path):
-        raise DataError(f"{path}: not a file or folder (a pipe or device cannot be read twice); save it to a file")
+        raise DataError(f"{path}: not a file or folder (a pipe or device cannot be read twice); "
+                        f"save it to a file")
     else:
         raise DataError(f"{path}: no such file or folder")
     if "all" in splits:  # no split information: the report's stratified train_test_split
@@ -94,13 +96,14 @@ def load(path, seed=0, n_synthetic=3000, whole=False):
         except DataError as e:
             raise DataError(f"{path}: {e}") from None
         names.setdefault("val", "10% of train, held out by train.py")
-    return Splits({k: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, dtype=np.int64)))
-                   for k, (x, y) in splits.items()}, names, notes, unknown)
+    tensors = {k: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, dtype=np.int64)))
+               for k, (x, y) in splits.items()}
+    return Splits(tensors, names, notes, unknown)
 
 
 def choose_split(splits, split, path):
-    """The split a script scores: `split` if given, else test, else every image of data without splits, else val.
-    Returns (split, images, labels). "all" on data with splits joins them."""
+    """The split a script scores: `split` if given, else test, else every image of data without splits, else
+    val. Returns (split, images, labels). "all" on data with splits joins them."""
     split = split or next(s for s in ("test", "all", "val") if s in splits or s == "val")
     if split in splits:
         return (split, *splits[split])
@@ -122,7 +125,7 @@ def stratified_split(images, labels, fraction, seed):
     return (images[a], labels[a]), (images[b], labels[b])
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # CSV layouts
 
 COMPRESSION_ERRORS = (zlib.error, zipfile.BadZipFile, lzma.LZMAError, EOFError)  # and OSError (gzip, bz2)
@@ -131,9 +134,11 @@ COMPRESSION_ERRORS = (zlib.error, zipfile.BadZipFile, lzma.LZMAError, EOFError) 
 def read_csv(path):
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)  # a trailing comma: its empty field dropped
+            # a trailing comma: its empty field dropped
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
             # index_col=False: a trailing comma must not turn the emotion column into the index;
-            # skip_blank_lines=False: blank lines stay rows (dropped below), so row numbers are the file's lines.
+            # skip_blank_lines=False: blank lines stay rows (dropped below), so row numbers are
+            # the file's lines.
             df = pd.read_csv(path, skipinitialspace=True, dtype=str, keep_default_na=False, index_col=False,
                              skip_blank_lines=False)
     except pd.errors.EmptyDataError:
@@ -146,7 +151,8 @@ def read_csv(path):
     df.columns = [str(c).strip().lower() for c in df.columns]  # icml_face_data.csv has " Usage", " pixels"
     if len(set(df.columns)) < len(df.columns):  # "emotion" and "Emotion": which one is meant?
         twice = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-        raise DataError(f"{path}: the column{'s' * (len(twice) > 1)} {', '.join(twice)} appear{'s' * (len(twice) == 1)} "
+        s, verb = ("s", "appear") if len(twice) > 1 else ("", "appears")
+        raise DataError(f"{path}: the column{s} {', '.join(twice)} {verb} "
                         f"twice (names are read without case); keep one")
     if "pixels" not in df.columns or "emotion" not in df.columns:
         shown = [c if len(c) <= 24 else c[:21] + "..." for c in df.columns[:4]]
@@ -169,7 +175,8 @@ def read_csv(path):
         row = int(np.flatnonzero(~usage.isin(list(USAGE)))[0])
         raise DataError(f"{path}: row {lines[row]}: unknown Usage {df['usage'].iloc[row]!r} "
                         "(expected Training, PublicTest or PrivateTest)")
-    return {USAGE[u]: (images[(usage == u).to_numpy()], labels[(usage == u).to_numpy()]) for u in usage.unique()}
+    rows = {u: (usage == u).to_numpy() for u in usage.unique()}
+    return {USAGE[u]: (images[picked], labels[picked]) for u, picked in rows.items()}
 
 
 def parse_pixels(column, path, lines):
@@ -179,14 +186,16 @@ def parse_pixels(column, path, lines):
     n = len(column)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # older numpy warns (newer raises) on bad text
+            # older numpy warns (newer raises) on bad text
+            warnings.simplefilter("ignore", DeprecationWarning)
             flat = np.fromstring(" -1 ".join(column.tolist()) + " -1", dtype=np.float32, sep=" ")
     except ValueError:
         flat = np.zeros(0, np.float32)
     if flat.size == n * (SIZE * SIZE + 1):
         rows = flat.reshape(n, SIZE * SIZE + 1)
         pixels = rows[:, :-1]
-        if np.all(rows[:, -1] == -1) and np.all((pixels >= 0) & (pixels <= 255) & (pixels == np.round(pixels))):
+        whole_bytes = (pixels >= 0) & (pixels <= 255) & (pixels == np.round(pixels))
+        if np.all(rows[:, -1] == -1) and np.all(whole_bytes):
             return pixels.astype(np.uint8).reshape(n, SIZE, SIZE)
     for line, text in zip(lines, column.tolist()):  # slow path, only to name the bad row
         tokens = text.split()
@@ -219,7 +228,7 @@ def parse_labels(column, path, lines):
     return labels.astype(np.int64)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Image folders: ROOT/{train,validation,test}/<class>/*.jpg, or ROOT/<class>/*.jpg
 
 def class_index(name):
@@ -229,22 +238,25 @@ def class_index(name):
 
 
 def visible(folder):
-    """The entries of a folder, sorted, without hidden ones (.DS_Store, ._x.png from macOS, .ipynb_checkpoints)."""
+    """The entries of a folder, sorted, without hidden ones (.DS_Store, ._x.png from macOS,
+    .ipynb_checkpoints)."""
     return sorted(e for e in os.listdir(folder) if not e.startswith("."))
 
 
 def read_image_tree(root):
-    """Returns ({split: (images, labels)}, {split: the folder's own name}, notes on what was left out, the class
-    folders that are not FER2013 classes)."""
+    """Returns ({split: (images, labels)}, {split: the folder's own name}, notes on what was left out, the
+    class folders that are not FER2013 classes)."""
     subdirs = [d for d in visible(root) if os.path.isdir(os.path.join(root, d))]
     split_dirs = [d for d in subdirs if d.lower() in FOLDERS]
     for a in split_dirs:
         for b in split_dirs:
             if a < b and FOLDERS[a.lower()] == FOLDERS[b.lower()]:
-                raise DataError(f"{root}: folders {a!r} and {b!r} are both the {FOLDERS[a.lower()]} split; keep one")
+                raise DataError(f"{root}: folders {a!r} and {b!r} are both the {FOLDERS[a.lower()]} split; "
+                                f"keep one")
     notes, unknown = [], []
     if split_dirs:
-        splits = {FOLDERS[d.lower()]: read_class_folders(os.path.join(root, d), notes, unknown) for d in split_dirs}
+        splits = {FOLDERS[d.lower()]: read_class_folders(os.path.join(root, d), notes, unknown)
+                  for d in split_dirs}
         return splits, {FOLDERS[d.lower()]: f"{d}/" for d in split_dirs}, notes, unknown
     if subdirs:
         return {"all": read_class_folders(root, notes, unknown)}, {}, notes, unknown
@@ -252,9 +264,9 @@ def read_image_tree(root):
 
 
 def read_class_folders(folder, notes, unknown):
-    """Every image of every class folder. A folder that is not a FER2013 class (CK+'s contempt) is left out and
-    noted; so are files of a kind the reader does not take and folders inside a class folder. A class folder that
-    yields no image at all is an error: it would silently train or score a class on nothing."""
+    """Every image of every class folder. A folder that is not a FER2013 class (CK+'s contempt) is left out
+    and noted; so are files of a kind the reader does not take and folders inside a class folder. A class
+    folder that yields no image at all is an error: it would silently train or score a class on nothing."""
     images, labels, skipped_classes = [], [], []
     for name in visible(folder):
         sub = os.path.join(folder, name)
@@ -266,12 +278,14 @@ def read_class_folders(folder, notes, unknown):
             unknown.append(sub)
             continue
         entries = visible(sub)
-        files_ = [f for f in entries if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(sub, f))]
+        files_ = [f for f in entries
+                  if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(sub, f))]
         skipped = [f for f in entries if f not in files_]
         if skipped:
-            notes.append(f"{sub}: {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} left out, not image "
-                         f"files ({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''}; images are read "
-                         f"from {', '.join(IMAGE_EXTS)}, not from folders inside a class folder)")
+            entries_word = "entry" if len(skipped) == 1 else "entries"
+            shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+            notes.append(f"{sub}: {len(skipped)} {entries_word} left out, not image files ({shown}; images "
+                         f"are read from {', '.join(IMAGE_EXTS)}, not from folders inside a class folder)")
         if not files_:
             raise DataError(f"{sub}: no image files in this class folder (images are read from "
                             f"{', '.join(IMAGE_EXTS)} files directly inside it)")
@@ -282,7 +296,8 @@ def read_class_folders(folder, notes, unknown):
                      f"{', '.join(map(repr, skipped_classes))} left out: "
                      f"not FER2013 classes ({', '.join(CLASSES)})")
     if not images and skipped_classes:
-        raise DataError(f"{os.path.join(folder, skipped_classes[0])}: unknown class folder {skipped_classes[0]!r} "
+        name = skipped_classes[0]
+        raise DataError(f"{os.path.join(folder, name)}: unknown class folder {name!r} "
                         f"(expected one of {', '.join(CLASSES)}), and no FER2013 class folder beside it")
     if not images:
         raise DataError(f"{folder}: no images found in its class folders")
@@ -299,9 +314,9 @@ def read_image(path):
 
 
 def read_grey(path):
-    """An image file as uint8 grey [H, W] at its own size: turned upright as its EXIF orientation tag says (phone
-    photos are often stored sideways), 16- and 32-bit grey scaled to 8 bits (Pillow's convert("L") clips them to
-    white), colour by Pillow's luminance."""
+    """An image file as uint8 grey [H, W] at its own size: turned upright as its EXIF orientation tag says
+    (phone photos are often stored sideways), 16- and 32-bit grey scaled to 8 bits (Pillow's convert("L")
+    clips them to white), colour by Pillow's luminance."""
     from PIL import Image, ImageOps
     try:
         with Image.open(path) as im:
@@ -317,9 +332,11 @@ def read_grey(path):
             return np.asarray(im.convert("L"), dtype=np.uint8).copy()
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: image too large ({str(e).splitlines()[0][:100]})") from None
-    except Exception as e:  # noqa: BLE001  Pillow's decoders raise many kinds (OSError, ValueError, struct.error,
-        # SyntaxError, ZeroDivisionError, ...) for a damaged file; a file we cannot decode is the user's to fix.
-        raise DataError(f"{path}: unreadable image ({(str(e).splitlines() or [type(e).__name__])[0][:100]})") from None
+    # Pillow's decoders raise many kinds (OSError, ValueError, struct.error, SyntaxError, ZeroDivisionError,
+    # ...) for a damaged file; a file we cannot decode is the user's to fix.
+    except Exception as e:  # noqa: BLE001
+        first = (str(e).splitlines() or [type(e).__name__])[0][:100]
+        raise DataError(f"{path}: unreadable image ({first})") from None
 
 
 def write_csv(path, images, labels, usage=None):
@@ -328,10 +345,11 @@ def write_csv(path, images, labels, usage=None):
     df = pd.DataFrame({"emotion": labels, "pixels": pixels})
     if usage is not None:
         df["Usage"] = usage
-    files.atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, compression="infer"))  # .gz, .bz2, .xz, .zip
+    # .gz, .bz2, .xz, .zip
+    files.atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, compression="infer"))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Tensors for the network. The report's Dataset, kept for per-sample use (and as the reference in the tests);
 # training does not use it: whole batches are gathered and augmented on the device (below).
 
@@ -369,11 +387,12 @@ def class_weights(labels):
     return 1.0 / counts[labels].double()
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # python data.py PATH: the report's first section
 
 def explore(path, out_dir, seed=0):
-    """The class counts, and distribution.png and samples.png in out_dir, like the report's Figures 2 and 3."""
+    """The class counts, and distribution.png and samples.png in out_dir, like the report's Figures 2
+    and 3."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -385,7 +404,8 @@ def explore(path, out_dir, seed=0):
     for j, k in enumerate(names):
         bars = ax.bar(np.arange(len(CLASSES)) + j * width, counts[k], width, label=k)
         ax.bar_label(bars, fontsize=7)
-    ax.set_xticks(np.arange(len(CLASSES)) + width * (len(names) - 1) / 2, [f"{i} {c}" for i, c in enumerate(CLASSES)])
+    ax.set_xticks(np.arange(len(CLASSES)) + width * (len(names) - 1) / 2,
+                  [f"{i} {c}" for i, c in enumerate(CLASSES)])
     ax.set_ylabel("images")
     ax.set_title(f"Emotion distribution: {os.path.basename(path.rstrip('/'))}")
     ax.legend()
@@ -433,10 +453,11 @@ def make_parser():
     p = cli.parser("data.py", __doc__)
     p.add_argument("path", nargs="?", help="fer2013.csv, train.csv, icml_face_data.csv (.gz too), an image "
                                            "folder, or 'synthetic'")
-    p.add_argument("--synthetic", metavar="OUT.csv", help="write synthetic faces to this CSV instead (.csv, or "
-                   ".csv.gz/.bz2/.xz/.zip, compressed as the name says)")
+    p.add_argument("--synthetic", metavar="OUT.csv", help="write synthetic faces to this CSV instead (.csv, "
+                   "or .csv.gz/.bz2/.xz/.zip, compressed as the name says)")
     p.add_argument("--n", type=int, default=2000, help="number of synthetic faces (7 to 1,000,000)")
-    p.add_argument("--seed", type=int, default=0, help="which synthetic faces, and which faces samples.png shows")
+    p.add_argument("--seed", type=int, default=0,
+                   help="which synthetic faces, and which faces samples.png shows")
     p.add_argument("--out", help="folder for distribution.png and samples.png (default: no figures)")
     return p
 

@@ -46,7 +46,8 @@ def plot_confusion(m, path, title):
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     names = [f"{i} {c}" for i, c in enumerate(data.CLASSES)]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
-    for ax, mat, fmt, sub in ((axes[0], cm, "d", "counts"), (axes[1], norm, ".2f", "row-normalised (recall)")):
+    panels = ((axes[0], cm, "d", "counts"), (axes[1], norm, ".2f", "row-normalised (recall)"))
+    for ax, mat, fmt, sub in panels:
         im = ax.imshow(mat, cmap="Blues")
         fig.colorbar(im, ax=ax, fraction=0.046)
         for i in range(len(names)):
@@ -70,7 +71,8 @@ def top3(probs):
 
 
 def predict_files(nets, args, device):
-    """Every face in every picture: one line per picture classified whole, else a line per face with its box."""
+    """Every face in every picture: one line per picture classified whole, else a line per face with its
+    box."""
     from PIL import Image
     found = []
     names = files.unique_names(args.images, "_faces.png") if args.out else []
@@ -86,7 +88,8 @@ def predict_files(nets, args, device):
             print(f"{path} (classified whole: {how}): {top3(probs[0])}")
         found.append({"file": str(path), "whole": how != "faces", "note": how,
                       "faces": [{"box": [int(v) for v in box], "emotion": data.CLASSES[int(pr.argmax())],
-                                 "probs": [round(float(v), 6) for v in pr]} for box, pr in zip(boxes, probs)]})
+                                 "probs": [round(float(v), 6) for v in pr]}
+                                for box, pr in zip(boxes, probs)]})
         if args.out:
             texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * float(pr.max()):.0f}%" for pr in probs]
             marked = faces.label_faces(faces.read_rgb(path), boxes, texts)
@@ -102,16 +105,18 @@ def make_parser():
     p = cli.parser("evaluate.py", __doc__)
     p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
     p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
-    p.add_argument("--split", choices=["test", "val", "train", "all"], help="default: test (PrivateTest on Kaggle's "
-                   "fer2013.csv) if the data has one, else every image of data without splits, else val (PublicTest)")
-    p.add_argument("--images", nargs="+", metavar="IMAGE", help="predict every face in these photos instead (a "
-                   "picture of 96 px or less, or with no face found, is classified whole)")
+    p.add_argument("--split", choices=["test", "val", "train", "all"],
+                   help="default: test (PrivateTest on Kaggle's fer2013.csv) if the data has one, else every "
+                   "image of data without splits, else val (PublicTest)")
+    p.add_argument("--images", nargs="+", metavar="IMAGE",
+                   help="predict every face in these photos instead (a picture of 96 px or less, or with no "
+                   "face found, is classified whole)")
     p.add_argument("--tta", action="store_true", help="average over ten views: mirror x (as is, zoom 0.9 "
                    "and 1.1, rotation -6 and +6 degrees)")
-    p.add_argument("--out", help="folder for confusion_matrix.png; with --images, for each photo annotated with "
-                   "its faces (default: nothing written)")
-    p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion matrix; with "
-                   "--images, each face's box, emotion and probabilities")
+    p.add_argument("--out", help="folder for confusion_matrix.png; with --images, for each photo annotated "
+                   "with its faces (default: nothing written)")
+    p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion "
+                   "matrix; with --images, each face's box, emotion and probabilities")
     cli.add_device_flag(p)
     return p
 
@@ -147,8 +152,8 @@ def main(argv=None):
         plot_confusion(m, os.path.join(args.out, "confusion_matrix.png"), title)
         print(f"wrote {os.path.join(args.out, 'confusion_matrix.png')}")
     if args.json:
-        m.update({"split": split, "split_title": splits.title(split), "weights": args.weights, "tta": args.tta,
-                  "data": args.data})
+        m.update({"split": split, "split_title": splits.title(split), "weights": args.weights,
+                  "tta": args.tta, "data": args.data})
         files.write_json(args.json, m)
         print(f"wrote {args.json}")
 

@@ -1,8 +1,8 @@
 """Faces in photos and video frames: find them, and cut each one out as FER2013 cut its faces.
 
-FER2013's faces are tight, square, upright crops, 48x48 grey, with a little margin around the face. A face found
-in a photo is cut the same way: the square around the detector's box, widened by MARGIN on each side, grey (the same
-luminance as data.read_image), resized to 48x48 with area averaging.
+FER2013's faces are tight, square, upright crops, 48x48 grey, with a little margin around the face. A face
+found in a photo is cut the same way: the square around the detector's box, widened by MARGIN on each side,
+grey (the same luminance as data.read_image), resized to 48x48 with area averaging.
 
 Two face finders, both optional extras; everything else in this project works without them. MTCNN (mtcnn.py,
 its weights from `pip install --no-deps facenet-pytorch==2.6.0`) finds more faces with fewer false ones and is
@@ -24,12 +24,14 @@ CASCADE = "haarcascade_frontalface_alt2.xml"
 SCALE_FACTOR = 1.1
 MIN_NEIGHBORS = 5
 MIN_SIZE = 40  # pixels: smaller "faces" are mostly texture, and too small to classify anyway
-MARGIN = 0.0  # of the box's side, on each side: both finders' boxes, squared, are about FER2013's crop already
+# Of the box's side, on each side: both finders' boxes, squared, are about FER2013's crop already.
+MARGIN = 0.0
 
 
 def best_detector(min_size=MIN_SIZE):
     """The best face finder installed, built once per call: MTCNN, else the Haar cascade, else None (pictures
-    are then classified whole, with a line saying how to install one). `min_size`: the smallest face, pixels."""
+    are then classified whole, with a line saying how to install one). `min_size`: the smallest face,
+    pixels."""
     try:
         return mtcnn.MTCNNDetector(min_size=min_size)
     except FileNotFoundError:
@@ -43,7 +45,8 @@ def best_detector(min_size=MIN_SIZE):
 class HaarDetector:
     """grey uint8 [H, W] -> boxes int [K, 4] as (x, y, w, h), left to right. Needs OpenCV."""
 
-    def __init__(self, cascade=CASCADE, scale_factor=SCALE_FACTOR, min_neighbors=MIN_NEIGHBORS, min_size=MIN_SIZE):
+    def __init__(self, cascade=CASCADE, scale_factor=SCALE_FACTOR, min_neighbors=MIN_NEIGHBORS,
+                 min_size=MIN_SIZE):
         cv2 = opencv()
         self.cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, cascade))
         if self.cascade.empty():
@@ -51,7 +54,8 @@ class HaarDetector:
         self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
 
     def __call__(self, grey):
-        boxes = self.cascade.detectMultiScale(grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+        boxes = self.cascade.detectMultiScale(grey, scaleFactor=self.scale_factor,
+                                              minNeighbors=self.min_neighbors,
                                               minSize=(self.min_size, self.min_size))
         boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         return boxes[np.argsort(boxes[:, 0], kind="stable")]
@@ -69,8 +73,9 @@ def opencv():
 
 
 def crop(grey, box, margin=MARGIN):
-    """The square around `box` (x, y, w, h), widened by `margin` x its side on each side, as a 48x48 uint8 face.
-    Outside the picture is filled with the nearest edge pixels, so a face at the border is not cut by black."""
+    """The square around `box` (x, y, w, h), widened by `margin` x its side on each side, as a 48x48 uint8
+    face. Outside the picture is filled with the nearest edge pixels, so a face at the border is not cut by
+    black."""
     from PIL import Image
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * (1 + 2 * margin)
@@ -84,9 +89,9 @@ def crop(grey, box, margin=MARGIN):
 
 
 def find(grey, detector):
-    """(boxes [K, 4], crops uint8 [K, 48, 48], how): every face in a grey picture; how is "faces" when faces were
-    found, or why the picture is classified whole instead: "a face crop already" (small), "no face found", or,
-    with detector None (none installed), how to install face finding."""
+    """(boxes [K, 4], crops uint8 [K, 48, 48], how): every face in a grey picture; how is "faces" when faces
+    were found, or why the picture is classified whole instead: "a face crop already" (small), "no face
+    found", or, with detector None (none installed), how to install face finding."""
     h, w = grey.shape
     whole = np.array([[0, 0, w, h]], dtype=np.int64)
     if max(h, w) <= SMALL:
@@ -101,7 +106,8 @@ def find(grey, detector):
 
 def find_in_files(paths, detector=None):
     """(path, grey, boxes, crops, how) for each image file, as find() gives them. The detector is built once,
-    when the first picture too big to be a crop needs it; with none installed those pictures are classified whole."""
+    when the first picture too big to be a crop needs it; with none installed those pictures are classified
+    whole."""
     tried = detector is not None
     for path in paths:
         grey = data.read_grey(path)

@@ -1,8 +1,9 @@
 """Output files: written whole or not at all, checked before the work, never over an input.
 
 Every file the project writes goes through `atomic_write`: the content goes to a temporary name beside the
-target, is closed and flushed to the disk, and only then renamed over the target. A full disk, a read-only folder
-or a crash mid-write therefore leaves the previous good file (or none), never a truncated one under the real name.
+target, is closed and flushed to the disk, and only then renamed over the target. A full disk, a read-only
+folder or a crash mid-write therefore leaves the previous good file (or none), never a truncated one under
+the real name.
 """
 import errno
 import json
@@ -17,12 +18,11 @@ class OutputError(cli.UserError):
 
 
 def atomic_write(path, content):
-    """Writes `content` (str, bytes, or a function write(tmp_path) such as fig.savefig or torch.save) to `path`.
-    The temporary file keeps the extension, so savefig and Pillow pick the right format from the name."""
+    """Writes `content` (str, bytes, or a function write(tmp_path) such as fig.savefig or torch.save) to
+    `path`. The temporary file keeps the extension, so savefig and Pillow pick the right format from the
+    name."""
     path = str(path)
-    gz = ".gz" if path.endswith(".gz") else ""
-    root, ext = os.path.splitext(path[:len(path) - len(gz)])
-    tmp = f"{root}.tmp{os.getpid()}{ext}{gz}"
+    tmp = temporary_name(path)
     try:
         if callable(content):
             content(tmp)
@@ -43,12 +43,20 @@ def atomic_write(path, content):
             os.remove(tmp)
 
 
+def temporary_name(path):
+    """Where `path` is written before the rename: beside it, with its extensions kept (x.tmp123.csv.gz), so
+    writers that choose the format or compression by the name (savefig, pandas, OpenCV) still do."""
+    folder, name = os.path.split(str(path))
+    stem, dot, extensions = name.partition(".") if not name.startswith(".") else (name, "", "")
+    return os.path.join(folder, f"{stem}.tmp{os.getpid()}{dot}{extensions}")
+
+
 def reason(e, path):
     """The cause of a failed write, in a few words."""
     folder = os.path.dirname(os.path.abspath(path))
     if getattr(e, "strerror", None):
         return e.strerror
-    if os.path.isdir(folder) and shutil.disk_usage(folder).free < 2 ** 20:  # torch.save's RuntimeError says less
+    if os.path.isdir(folder) and shutil.disk_usage(folder).free < 2 ** 20:  # torch.save's error says less
         return os.strerror(errno.ENOSPC)
     return str(e).splitlines()[0][:100]
 
@@ -58,9 +66,9 @@ def write_json(path, obj):
 
 
 def check_writable(path, folder=False, inputs=()):
-    """Before any long work: `path` (a file to write, or with folder=True a folder to write into) can be written,
-    and is none of `inputs` (no output ever replaces a file it was made from). Missing parent folders are made.
-    Tries a real file rather than os.access, which says yes to root everywhere."""
+    """Before any long work: `path` (a file to write, or with folder=True a folder to write into) can be
+    written, and is none of `inputs` (no output ever replaces a file it was made from). Missing parent
+    folders are made. Tries a real file rather than os.access, which says yes to root everywhere."""
     path = str(path)
     for given in inputs:
         if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
@@ -85,9 +93,9 @@ def check_writable(path, folder=False, inputs=()):
 
 
 def unique_names(paths, suffix):
-    """Output names for inputs written into one folder: `<stem><suffix>`; `<name.ext><suffix>` where two inputs
-    share a stem (1.jpg and 1.png), and a counter on top where they share a name (a/1.jpg and b/1.jpg), so no
-    output replaces another."""
+    """Output names for inputs written into one folder: `<stem><suffix>`; `<name.ext><suffix>` where two
+    inputs share a stem (1.jpg and 1.png), and a counter on top where they share a name (a/1.jpg and
+    b/1.jpg), so no output replaces another."""
     stems = [os.path.splitext(os.path.basename(str(p)))[0] for p in paths]
     names = [(os.path.basename(str(p)) if stems.count(s) > 1 else s) for p, s in zip(paths, stems)]
     out, seen = [], {}

@@ -1,7 +1,7 @@
 """Grad-CAM (Selvaraju et al. 2017), by hand with hooks: which parts of a face drove the network's decision.
 
     python gradcam.py --weights model.pth --data PATH --out gradcam.png [--split test] [--n 8]
-    python gradcam.py --weights model.pth --images photo.jpg --out gradcam.png [--class happy]   every face found
+    python gradcam.py --weights model.pth --images photo.jpg --out gradcam.png    every face found
 
 For the chosen class c and a layer with activations A (channels k): weights a_k = mean over positions of
 d logit_c / d A_k; the map is ReLU(sum_k a_k A_k), upsampled to 48x48 and scaled to [0, 1] per image.
@@ -26,13 +26,13 @@ class LayerError(ValueError):
 
 
 def gradcam(net, x, layer, classes=None):
-    """Maps [B, 48, 48] in [0, 1] and logits [B, 7] for normalised images x [B, 1, 48, 48].
-    `layer` names a module of `net` (e.g. "stage3.3"); `classes` is a class per image, default the predicted.
-    In eval mode every image is independent (BatchNorm uses its running statistics), so a batch gives the
-    same maps as its images one by one. The gradient is taken with respect to the kept activation alone
-    (torch.autograd.grad), so backward stops at that layer instead of running down to the image: the same maps,
-    1.7-2.2x faster on the shipped networks. The weights' .grad are untouched. Every submodule's train/eval flag
-    is restored afterwards, and it works inside torch.inference_mode() too."""
+    """Maps [B, 48, 48] in [0, 1] and logits [B, 7] for normalised images x [B, 1, 48, 48]. `layer` names a
+    module of `net` (e.g. "stage3.3"); `classes` is a class per image, default the predicted. In eval mode
+    every image is independent (BatchNorm uses its running statistics), so a batch gives the same maps as
+    its images one by one. The gradient is taken with respect to the kept activation alone
+    (torch.autograd.grad), so backward stops at that layer instead of running down to the image: the same
+    maps, 1.7-2.2x faster on the shipped networks. The weights' .grad are untouched. Every submodule's
+    train/eval flag is restored afterwards, and it works inside torch.inference_mode() too."""
     module = dict(net.named_modules()).get(layer)
     if module is None:
         raise LayerError(f"no layer {layer!r}")
@@ -46,7 +46,8 @@ def gradcam(net, x, layer, classes=None):
             act = kept["act"]
             if act.dim() != 4:
                 raise LayerError(f"layer {layer!r} gives a {list(act.shape[1:])} output, not a spatial map")
-            target = logits.argmax(1) if classes is None else torch.as_tensor(classes, device=x.device).expand(len(x))
+            target = logits.argmax(1) if classes is None else \
+                torch.as_tensor(classes, device=x.device).expand(len(x))
             grad, = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), act)
     finally:
         hook.remove()
@@ -75,14 +76,15 @@ def pick(labels, pred, n, seed):
     n_wrong = min(len(wrong), n // 2)
     n_right = min(len(right), n - n_wrong)
     n_wrong = min(len(wrong), n - n_right)
-    chosen = np.concatenate([rng.choice(right, n_right, replace=False), rng.choice(wrong, n_wrong, replace=False)])
+    chosen = np.concatenate([rng.choice(right, n_right, replace=False),
+                             rng.choice(wrong, n_wrong, replace=False)])
     return rng.permutation(chosen).astype(np.int64)
 
 
 def draw(images, maps, probs, titles, path, layer, truth=None, explained=None):
-    """Each face above its heat-map overlay, with true/predicted label and confidence, like the report's Fig. 10.
-    The colour bar has a column of its own, so every overlay sits under its face. `explained`: the class each map
-    explains (default the predicted); a map that is all zero says so on its panel."""
+    """Each face above its heat-map overlay, with true/predicted label and confidence, like the report's Fig.
+    10. The colour bar has a column of its own, so every overlay sits under its face. `explained`: the
+    class each map explains (default the predicted); a map that is all zero says so on its panel."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -100,7 +102,8 @@ def draw(images, maps, probs, titles, path, layer, truth=None, explained=None):
                              color="tab:red" if wrong else "black")
         if not maps[i].any():  # ReLU removed everything: the layer holds no evidence *for* this class
             cls = data.CLASSES[top if explained is None else explained[i]]
-            axes[1, i].text(0.5, 0.5, f"no positive\nevidence for\n{cls} at\n{layer}", transform=axes[1, i].transAxes,
+            axes[1, i].text(0.5, 0.5, f"no positive\nevidence for\n{cls} at\n{layer}",
+                            transform=axes[1, i].transAxes,
                             ha="center", va="center", fontsize=7, color="white",
                             bbox={"facecolor": "black", "alpha": 0.6, "linewidth": 0})
         for ax in axes[:, i]:
@@ -135,7 +138,8 @@ def make_parser():
     p.add_argument("--images", nargs="+", metavar="IMAGE", help="explain these image files instead")
     p.add_argument("--n", type=int, default=8, help="how many images from the split")
     p.add_argument("--layer", help="the module to explain (default: the last residual block)")
-    p.add_argument("--class", dest="cls", type=parse_class, help="explain this class instead of the predicted")
+    p.add_argument("--class", dest="cls", type=parse_class,
+                   help="explain this class instead of the predicted")
     p.add_argument("--out", required=True, help="the figure to write (.png, .jpg, .pdf, .svg)")
     p.add_argument("--seed", type=int, default=0, help="which images --n picks")
     cli.add_device_flag(p)
@@ -158,7 +162,8 @@ def main(argv=None):
         p.error(f"{args.weights} holds a {name!r} network, which has no convolutional layer to explain")
     layer = args.layer or models.TARGET_LAYERS[name]
     if layer not in dict(net.named_modules()) or layer == "":
-        p.error(f"--layer {layer}: no such module in this {name} network; try one of {', '.join(conv_layers(net))}")
+        p.error(f"--layer {layer}: no such module in this {name} network; "
+                f"try one of {', '.join(conv_layers(net))}")
 
     if args.images:  # every face in each photo, found and cut as evaluate.py --images does
         crops, titles = [], []

@@ -32,7 +32,8 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, cin, cout):
         super().__init__()
-        self.shortcut = nn.Sequential(conv3x3(cin, cout), nn.BatchNorm2d(cout)) if cin != cout else nn.Identity()
+        self.shortcut = nn.Sequential(conv3x3(cin, cout), nn.BatchNorm2d(cout)) if cin != cout else \
+            nn.Identity()
         self.conv1, self.bn1 = conv3x3(cin, cout), nn.BatchNorm2d(cout)
         self.conv2, self.bn2 = conv3x3(cout, cout), nn.BatchNorm2d(cout)
         self.act = nn.LeakyReLU()
@@ -54,12 +55,13 @@ class ResNet(nn.Module):
 
     def __init__(self, num_classes=7, widths=(16, 32, 64, 128), blocks=(2, 3, 4), hidden=2048):
         super().__init__()
-        self.stem = nn.Sequential(conv3x3(1, widths[0]), nn.BatchNorm2d(widths[0]), nn.LeakyReLU(), nn.MaxPool2d(2))
+        self.stem = nn.Sequential(conv3x3(1, widths[0]), nn.BatchNorm2d(widths[0]), nn.LeakyReLU(),
+                                  nn.MaxPool2d(2))
         self.stage1 = stage(widths[0], widths[1], blocks[0])
         self.stage2 = stage(widths[1], widths[2], blocks[1])
         self.stage3 = nn.Sequential(*stage(widths[2], widths[3], blocks[2]), nn.Dropout2d())
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(widths[3] * 3 * 3, hidden), nn.LeakyReLU(), nn.Dropout(),
-                                  nn.Linear(hidden, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(widths[3] * 3 * 3, hidden), nn.LeakyReLU(),
+                                  nn.Dropout(), nn.Linear(hidden, num_classes))
         kaiming_init(self)
 
     def forward(self, x):
@@ -67,9 +69,10 @@ class ResNet(nn.Module):
 
 
 def kaiming_init(model):
-    """Kaiming-normal weights as the report, except the output layer, which starts at zero. Without the report's
-    final Softmax, a Kaiming-initialised output layer starts with logits so large that the loss is ~9 instead of
-    ln 7 = 1.95, and the network spends its first epochs only shrinking them (docs/differences.md)."""
+    """Kaiming-normal weights as the report, except the output layer, which starts at zero. Without the
+    report's final Softmax, a Kaiming-initialised output layer starts with logits so large that the loss is
+    ~9 instead of ln 7 = 1.95, and the network spends its first epochs only shrinking them
+    (docs/differences.md)."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="leaky_relu")
@@ -82,7 +85,7 @@ def kaiming_init(model):
     nn.init.zeros_(last.weight)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # The peer reports' networks, rebuilt from their descriptions for the comparison table,
 # and one stronger network of our own. Where a report leaves a size out, the choice is said in a comment.
 
@@ -91,22 +94,23 @@ def conv_bn_relu(cin, cout, k=3):
 
 
 class VGGBase(nn.Module):
-    """Seed 001's "base CNN": VGG-like 64,64,pool,128,pool,256x3,pool,512x3,pool, Dense 128, Dropout 0.3, ReLU,
-    no BatchNorm (Keras defaults: biases, 'same' padding). 64.5% with augmentation in that report. Initialised as
-    Keras initialises it (Glorot-uniform weights, zero biases), not with PyTorch's default (Kaiming-uniform with
-    a=sqrt(5), i.e. weights ~3x smaller in variance for ReLU), under which this 10-conv network without BatchNorm
-    answered "happy" from epoch 1 (docs/results.md)."""
+    """Seed 001's "base CNN": VGG-like 64,64,pool,128,pool,256x3,pool,512x3,pool, Dense 128, Dropout 0.3,
+    ReLU, no BatchNorm (Keras defaults: biases, 'same' padding). 64.5% with augmentation in that report.
+    Initialised as Keras initialises it (Glorot-uniform weights, zero biases), not with PyTorch's default
+    (Kaiming-uniform with a=sqrt(5), i.e. weights ~3x smaller in variance for ReLU), under which this
+    10-conv network without BatchNorm answered "happy" from epoch 1 (docs/results.md)."""
 
     def __init__(self, num_classes=7):
         super().__init__()
         plan = [64, 64, "M", 128, "M", 256, 256, 256, "M", 512, 512, 512, "M"]
         layers, cin = [], 1
         for v in plan:
-            layers += [nn.MaxPool2d(2)] if v == "M" else [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=True)]
+            layers += [nn.MaxPool2d(2)] if v == "M" else \
+                [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=True)]
             cin = v if v != "M" else cin
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(512 * 3 * 3, 128), nn.ReLU(inplace=True), nn.Dropout(0.3),
-                                  nn.Linear(128, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(512 * 3 * 3, 128), nn.ReLU(inplace=True),
+                                  nn.Dropout(0.3), nn.Linear(128, num_classes))
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)
@@ -118,8 +122,8 @@ class VGGBase(nn.Module):
 
 class CNN3(nn.Module):
     """Seed 004: three convs 64/128/256 (3x3) with BatchNorm, ReLU, 2x2 max-pool and Dropout 0.2, then FC 256.
-    The report pools with stride 1, which would leave a 256x45x45 map (a 132M-weight FC layer); stride 2 is used.
-    60.2% validation accuracy after 200 epochs of SGD in that report."""
+    The report pools with stride 1, which would leave a 256x45x45 map (a 132M-weight FC layer); stride 2 is
+    used. 60.2% validation accuracy after 200 epochs of SGD in that report."""
 
     def __init__(self, num_classes=7):
         super().__init__()
@@ -128,16 +132,17 @@ class CNN3(nn.Module):
             layers += [*conv_bn_relu(cin, cout), nn.MaxPool2d(2), nn.Dropout(0.2)]
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(256 * 6 * 6, 256), nn.ReLU(inplace=True), nn.Dropout(0.2),
-                                  nn.Linear(256, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(256 * 6 * 6, 256), nn.ReLU(inplace=True),
+                                  nn.Dropout(0.2), nn.Linear(256, num_classes))
 
     def forward(self, x):
         return self.head(self.features(x))
 
 
 class CNN2(nn.Module):
-    """Seed 002: conv 5x5 -> 64, conv 4x4 -> 32, then three dense layers with ReLU. The report gives no pooling or
-    dense sizes: 2x2 max-pool after each conv and dense 256 -> 128 -> 7 are our choice. 51.8% in that report."""
+    """Seed 002: conv 5x5 -> 64, conv 4x4 -> 32, then three dense layers with ReLU. The report gives no
+    pooling or dense sizes: 2x2 max-pool after each conv and dense 256 -> 128 -> 7 are our choice. 51.8% in
+    that report."""
 
     def __init__(self, num_classes=7):
         super().__init__()
@@ -155,17 +160,17 @@ class MLP(nn.Module):
 
     def __init__(self, num_classes=7):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 128), nn.ReLU(inplace=True), nn.Linear(128, 64),
-                                 nn.ReLU(inplace=True), nn.Linear(64, num_classes))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 128), nn.ReLU(inplace=True),
+                                 nn.Linear(128, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes))
 
     def forward(self, x):
         return self.net(x)
 
 
 class VGG(nn.Module):
-    """Ours, after Khaireddin & Chen (2021, 73.28% single network from scratch): four stages of two 3x3 conv + BN
-    + ReLU and a max-pool (64, 128, 256, 512), then two FC layers with dropout. Their FC layers are 4096 wide;
-    512 keeps this at 7.3M parameters, so the shipped fp16 weights stay under 16 MB."""
+    """Ours, after Khaireddin & Chen (2021, 73.28% single network from scratch): four stages of two 3x3 conv +
+    BN + ReLU and a max-pool (64, 128, 256, 512), then two FC layers with dropout. Their FC layers are 4096
+    wide; 512 keeps this at 7.3M parameters, so the shipped fp16 weights stay under 16 MB."""
 
     def __init__(self, num_classes=7, hidden=512):
         super().__init__()
@@ -174,9 +179,9 @@ class VGG(nn.Module):
             layers += [*conv_bn_relu(cin, cout), *conv_bn_relu(cout, cout), nn.MaxPool2d(2)]
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(512 * 3 * 3, hidden), nn.ReLU(inplace=True), nn.Dropout(0.2),
-                                  nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(0.2),
-                                  nn.Linear(hidden, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(512 * 3 * 3, hidden), nn.ReLU(inplace=True),
+                                  nn.Dropout(0.2), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+                                  nn.Dropout(0.2), nn.Linear(hidden, num_classes))
 
     def forward(self, x):
         return self.head(self.features(x))
@@ -199,16 +204,17 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Weights files. A weights file is a dict of tensors and plain types only, so torch.load(weights_only=True) reads
-# it and no code in it can run: {"model": name, "classes": [...], "state_dict": {...}, "meta": {...}}.
+# ------------------------------------------------------------------------------------------------------------
+# Weights files. A weights file is a dict of tensors and plain types only, so torch.load(weights_only=True)
+# reads it and no code in it can run: {"model": name, "classes": [...], "state_dict": {...}, "meta": {...}}.
 
 class WeightsError(cli.UserError):
     """A weights or checkpoint file the user gave cannot be used; the message says why in one line."""
 
 
 def atomic_save(obj, path):
-    """torch.save through files.atomic_write: a crash or a full disk mid-write leaves the previous file intact."""
+    """torch.save through files.atomic_write: a crash or a full disk mid-write leaves the previous file
+    intact."""
     files.atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -228,7 +234,8 @@ def read_file(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holds objects that are not plain data
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # torch colours parts of its message for terminals
+        # torch colours parts of its message for terminals
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
         first = text.splitlines()[0] if text else type(e).__name__
         raise WeightsError(f"{path}: not a usable weights file ({first[:160]})") from None
 
@@ -239,22 +246,23 @@ def is_state_dict(obj):
 
 def load_weights(path, device="cpu", expect=None):
     """Returns (model in eval mode on `device`, model name). `expect` is the --model the user asked for.
-    Besides this project's weights files it takes a bare state_dict (what torch.save(net.state_dict()) writes, and
-    what the report shipped), or a dict that holds one (under "model_state_dict" or any other key), whose keys and
-    shapes fit exactly one of the networks here. The model's `classes` attribute is the file's class order."""
+    Besides this project's weights files it takes a bare state_dict (what torch.save(net.state_dict())
+    writes, and what the report shipped), or a dict that holds one (under "model_state_dict" or any other
+    key), whose keys and shapes fit exactly one of the networks here. The model's `classes` attribute is
+    the file's class order."""
     blob = read_file(path)
     if isinstance(blob, dict) and "optimizer" in blob and "config" in blob and "epoch" in blob:
-        raise WeightsError(f"{path}: a training checkpoint (for --resume), not weights; use model.pth or last.pth "
-                           f"in the same folder")
+        raise WeightsError(f"{path}: a training checkpoint (for --resume), not weights; use model.pth or "
+                           f"last.pth in the same folder")
     if is_state_dict(blob):
         blob = {"model": network_of(blob, path), "state_dict": blob}
-    elif isinstance(blob, dict) and "state_dict" not in blob:  # someone else's dict: {"model_state_dict": ...}
+    elif isinstance(blob, dict) and "state_dict" not in blob:  # someone else's: {"model_state_dict": ...}
         inner = [k for k, v in blob.items() if is_state_dict(v)]
         fitting = [k for k in inner if fits_one(blob[k])]
         if len(fitting) != 1:
+            which = "none" if not fitting else " and ".join(fitting)
             raise WeightsError(f"{path}: not a weights file of this project (keys {list(blob)[:6]}; "
-                               f"{'none' if not fitting else ' and '.join(fitting)} of them hold weights of a "
-                               f"network here)")
+                               f"{which} of them hold weights of a network here)")
         blob = {"model": network_of(blob[fitting[0]], path), "state_dict": blob[fitting[0]]}
     if not isinstance(blob, dict) or "state_dict" not in blob or "model" not in blob:
         raise WeightsError(f"{path}: not a weights file of this project (no 'model'/'state_dict' entries)")
@@ -262,15 +270,17 @@ def load_weights(path, device="cpu", expect=None):
     if name not in MODELS:
         raise WeightsError(f"{path}: holds an unknown network {name!r} (this code knows {', '.join(MODELS)})")
     classes = [data.CLASSES[data.class_index(str(c))] if data.class_index(str(c)) is not None else str(c)
-               for c in blob.get("classes") or data.CLASSES]  # "Anger", "HAPPY": the names class folders may use
+               for c in blob.get("classes") or data.CLASSES]  # "Anger", "HAPPY": as class folders name them
     if sorted(classes) != sorted(data.CLASSES):
-        raise WeightsError(f"{path}: its classes {classes} are not FER2013's seven ({', '.join(data.CLASSES)})")
+        raise WeightsError(f"{path}: its classes {classes} are not FER2013's seven "
+                           f"({', '.join(data.CLASSES)})")
     blob["state_dict"] = strip_wrappers(blob["state_dict"])
     if expect is not None and expect != name:
         raise WeightsError(f"{path}: holds a {name!r} network, not {expect!r}")
     bad = [k for k, v in blob["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise WeightsError(f"{path}: holds NaN or infinite weights ({bad[0]}{', ...' if len(bad) > 1 else ''}): "
+        more = ", ..." if len(bad) > 1 else ""
+        raise WeightsError(f"{path}: holds NaN or infinite weights ({bad[0]}{more}): "
                            f"the run that wrote it diverged")
     model = build(name)
     load_state(model, blob["state_dict"], path)
@@ -280,7 +290,8 @@ def load_weights(path, device="cpu", expect=None):
 
 def fits_one(state):
     shapes = {k: tuple(v.shape) for k, v in strip_wrappers(state).items()}
-    return sum({k: tuple(v.shape) for k, v in make().state_dict().items()} == shapes for make in MODELS.values()) == 1
+    return sum({k: tuple(v.shape) for k, v in make().state_dict().items()} == shapes
+               for make in MODELS.values()) == 1
 
 
 def strip_wrappers(state):
@@ -296,7 +307,8 @@ def network_of(state, path):
     fits = [name for name, make in MODELS.items()
             if {k: tuple(v.shape) for k, v in make().state_dict().items()} == shapes]
     if len(fits) != 1:
-        raise WeightsError(f"{path}: a bare state_dict that fits {'none' if not fits else ' and '.join(fits)} of "
+        which = "none" if not fits else " and ".join(fits)
+        raise WeightsError(f"{path}: a bare state_dict that fits {which} of "
                            f"the networks here ({', '.join(MODELS)})")
     return fits[0]
 
@@ -315,7 +327,7 @@ def load_state(model, state, path):
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Running networks: the device, and batched prediction with TTA and ensembles
 
 def pick_device(name):
@@ -331,18 +343,20 @@ def load_nets(paths, device):
 
 
 def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=False, progress=False):
-    """Class probabilities [N, 7] in data.CLASSES order for uint8 images [N, 48, 48], averaged over the networks
-    (an ensemble) and, with tta, over augment.tta_views' ten views. Batched on the device; one copy back per
-    batch. `autocast`: bf16 on the CPU (AMX) or CUDA, about twice as fast, for live video. `progress`: a bar
-    (TTA over a data set takes minutes on a CPU)."""
+    """Class probabilities [N, 7] in data.CLASSES order for uint8 images [N, 48, 48], averaged over the
+    networks (an ensemble) and, with tta, over augment.tta_views' ten views. Batched on the device; one
+    copy back per batch. `autocast`: bf16 on the CPU (AMX) or CUDA, about twice as fast, for live video.
+    `progress`: a bar (TTA over a data set takes minutes on a CPU)."""
     from tqdm import tqdm
     device = torch.device(device)
     out = []
-    order = [[net.classes.index(c) for c in data.CLASSES] if getattr(net, "classes", data.CLASSES) != data.CLASSES
-             else None for net in nets]  # a file trained with another class order, mapped to ours
+    # a file trained with another class order: its outputs mapped to ours
+    order = [[net.classes.index(c) for c in data.CLASSES]
+             if getattr(net, "classes", data.CLASSES) != data.CLASSES else None for net in nets]
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-        for x in tqdm(data.batches(images, batch_size, device), total=-(-len(images) // batch_size), leave=False,
-                      disable=not progress or None, desc="predicting", dynamic_ncols=True, file=sys.stdout):
+        for x in tqdm(data.batches(images, batch_size, device), total=-(-len(images) // batch_size),
+                      leave=False, disable=not progress or None, desc="predicting", dynamic_ncols=True,
+                      file=sys.stdout):
             views = list(augment.tta_views(x)) if tta else [x]
             p = 0
             for net, idx in zip(nets, order):
@@ -352,7 +366,7 @@ def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=Fals
     return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 def layer_table(model, input_size=(1, 1, 48, 48)):
     """Rows of (indented name, type, output shape, parameters held directly), like the report's Appendix 1."""

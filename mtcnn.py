@@ -1,6 +1,6 @@
-"""MTCNN (Zhang et al. 2016, "Joint Face Detection and Alignment Using Multitask Cascaded Convolutional Networks"):
-three small CNNs in a cascade, written here in PyTorch. P-Net slides over an image pyramid and proposes boxes,
-R-Net re-scores and refines each proposal at 24x24, O-Net does so again at 48x48.
+"""MTCNN (Zhang et al. 2016, "Joint Face Detection and Alignment Using Multitask Cascaded Convolutional
+Networks"): three small CNNs in a cascade, written here in PyTorch. P-Net slides over an image pyramid and
+proposes boxes, R-Net re-scores and refines each proposal at 24x24, O-Net does so again at 48x48.
 
 The trained weights are those the `facenet-pytorch` package ships (MIT licence) as plain state dicts in
 `facenet_pytorch/data/{pnet,rnet,onet}.pt`. This module reads the files from the installed package and never
@@ -8,8 +8,8 @@ imports its code (which needs torchvision). Install them with
 
     pip install --no-deps facenet-pytorch==2.6.0
 
-(--no-deps: the package pins torch < 2.3, and only its weight files are used.) Without them, faces.py falls back
-to OpenCV's Haar cascade.
+(--no-deps: the package pins torch < 2.3, and only its weight files are used.) Without them, faces.py falls
+back to OpenCV's Haar cascade.
 """
 import importlib.util
 import os
@@ -35,7 +35,8 @@ class PNet(nn.Module):
 
     def forward(self, x):
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x)))))))
-        return self.conv4_2(x), self.conv4_1(x).softmax(1)[:, 1]  # box corrections [B, 4, h, w], P(face) [B, h, w]
+        # box corrections [B, 4, h, w], P(face) [B, h, w]
+        return self.conv4_2(x), self.conv4_1(x).softmax(1)[:, 1]
 
 
 def flatten_caffe(x):
@@ -82,12 +83,14 @@ class ONet(nn.Module):
 
 
 def weights_folder():
-    """facenet_pytorch/data of the installed package, or None. find_spec locates it without running its code."""
+    """facenet_pytorch/data of the installed package, or None. find_spec locates it without running its
+    code."""
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
         return None
     folder = os.path.join(list(spec.submodule_search_locations)[0], "data")
-    return folder if all(os.path.isfile(os.path.join(folder, f"{n}.pt")) for n in ("pnet", "rnet", "onet")) else None
+    complete = all(os.path.isfile(os.path.join(folder, f"{n}.pt")) for n in ("pnet", "rnet", "onet"))
+    return folder if complete else None
 
 
 def nms(boxes, scores, threshold, by_min=False):
@@ -115,13 +118,15 @@ def refine(boxes, reg, square=True):
     boxes = boxes + reg * side
     if not square:
         return boxes
-    centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]).max(1, keepdim=True).values / 2
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]).max(1, keepdim=True).values / 2
     return torch.cat([centre - half, centre + half], 1)
 
 
 def cut(image, boxes, size):
-    """Each box's part of image [1, 3, H, W] (clipped to the picture), resized to size x size by area averaging,
-    as the networks were trained: bilinear sampling of a 200-pixel face down to 24 aliases and costs detections."""
+    """Each box's part of image [1, 3, H, W] (clipped to the picture), resized to size x size by area
+    averaging, as the networks were trained: bilinear sampling of a 200-pixel face down to 24 aliases and
+    costs detections."""
     h, w = image.shape[-2:]
     crops = []
     for x1, y1, x2, y2 in boxes.tolist():
@@ -132,10 +137,10 @@ def cut(image, boxes, size):
 
 
 class MTCNNDetector:
-    """grey uint8 [H, W] -> boxes int [K, 4] as (x, y, w, h), left to right; not square (faces.crop squares them).
-    CPU, float32, no grad.
-    Parameters as the MTCNN paper and facenet-pytorch use them: a pyramid step of 0.709 and stage thresholds
-    0.6, 0.7, 0.7; `min_size` is the smallest face side searched for, in pixels."""
+    """grey uint8 [H, W] -> boxes int [K, 4] as (x, y, w, h), left to right; not square (faces.crop squares
+    them). CPU, float32, no grad. Parameters as the MTCNN paper and facenet-pytorch use them: a pyramid
+    step of 0.709 and stage thresholds 0.6, 0.7, 0.7; `min_size` is the smallest face side searched for, in
+    pixels."""
 
     def __init__(self, min_size=40, thresholds=(0.6, 0.7, 0.7), factor=0.709):
         folder = weights_folder()

@@ -1,6 +1,6 @@
-"""Synthetic faces: the seven classes differ by drawn features (mouth curve and opening, brows, eyes) under random
-pose, scale, lighting and noise. Learnable, but not from any single pixel; the tests and `--data synthetic` use them,
-so nothing here needs FER2013.
+"""Synthetic faces: the seven classes differ by drawn features (mouth curve and opening, brows, eyes) under
+random pose, scale, lighting and noise. Learnable, but not from any single pixel; the tests and `--data
+synthetic` use them, so nothing here needs FER2013.
 
     python data.py --synthetic faces.csv --n 2000      such a set as a Kaggle-style CSV
 """
@@ -8,7 +8,8 @@ import numpy as np
 
 CLASS_COUNT, SIZE = 7, 48  # as data.CLASSES and data.SIZE (data.py imports this module, so not from there)
 
-# Per class: mouth curve (+ smiles), mouth opening, mouth width, brow height, brow tilt (+ inner end up), eye opening
+# Per class: mouth curve (+ smiles), mouth opening, mouth width, brow height, brow tilt (+ inner end up),
+# eye opening
 FEATURES = np.array([
     # curve  open  width  brow_y  tilt   eye
     [-0.10, 0.00, 0.30, -0.30, -0.55, 0.55],  # angry: brows pulled down to the centre, narrowed eyes
@@ -21,7 +22,8 @@ FEATURES = np.array([
 ], dtype=np.float32)
 
 
-FEATURE_SPREAD = np.array([0.07, 0.02, 0.03, 0.02, 0.11, 0.07], dtype=np.float32)  # per-face std of each feature
+# per-face std of each feature
+FEATURE_SPREAD = np.array([0.07, 0.02, 0.03, 0.02, 0.11, 0.07], dtype=np.float32)
 
 
 def synthetic_faces(n, seed=0):
@@ -57,7 +59,8 @@ def synthetic_faces(n, seed=0):
         background = rng.uniform(0.05, 0.45, per_face)
         img = background + face * (skin - background)
         img = img * (1 - 0.9 * np.maximum.reduce([eyes, brows, mouth, nose]) * face)
-        light = 1 + rng.uniform(-0.35, 0.35, per_face) * gx + rng.uniform(-0.2, 0.2, per_face) * gy  # a gradient
+        # a gradient
+        light = 1 + rng.uniform(-0.35, 0.35, per_face) * gx + rng.uniform(-0.2, 0.2, per_face) * gy
         img = img * light * rng.uniform(0.7, 1.3, per_face) + rng.normal(0, 0.04, img.shape)
         images[s] = np.clip(img * 255, 0, 255).astype(np.uint8)
     return images, labels.astype(np.int64)

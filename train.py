@@ -708,15 +708,15 @@ def main(argv=None):
     rank, world = distributed_setup(device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    made_out = False
+    made_out, stamped = False, not args.out
     if rank == 0:
-        if not args.out:
+        if stamped:
             args.out = default_out()
         made_out = not os.path.exists(args.out)
         # before the data loads and the hours of training, not after
         files.check_writable(args.out, folder=True)
         lock = claim(args.out)
-    if world > 1:  # every rank writes the same --out into config.json and the checkpoint
+    if world > 1 and stamped:  # rank 0 chose runs/<timestamp>; every rank must write that one into its state
         shared = [args.out]
         dist.broadcast_object_list(shared, 0)
         args.out = shared[0]

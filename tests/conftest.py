@@ -17,15 +17,16 @@ import synthetic  # noqa: E402
 
 # FER2013 where a user puts it (the README), else the copy beside the project (Training + PublicTest rows).
 FER2013 = [os.path.join(ROOT, "data", "fer2013.csv"), os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")]
-# A short, quick recipe: the report's network on 2,400 synthetic faces, small batches so it takes enough steps.
+# A short, quick recipe: the report's network on 2,400 synthetic faces, small batches so it takes enough
+# steps.
 QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def synthetic_faces_drawn_once():
-    """synthetic.synthetic_faces is deterministic in (n, seed) and took 10-20 s for 3,000 faces on a slow day; the
-    scripts the tests run draw the same sets again and again, so each set is drawn once (handed out as copies, so
-    no test can alter another's). The real function stays reachable as `__wrapped__`."""
+    """synthetic.synthetic_faces is deterministic in (n, seed) and took 10-20 s for 3,000 faces on a slow day;
+    the scripts the tests run draw the same sets again and again, so each set is drawn once (handed out as
+    copies, so no test can alter another's). The real function stays reachable as `__wrapped__`."""
     real, drawn = synthetic.synthetic_faces, {}
 
     def synthetic_faces(n, seed=0):
@@ -41,8 +42,8 @@ def synthetic_faces_drawn_once():
 
 @pytest.fixture(scope="session")
 def fer2013():
-    """The real FER2013 splits, read once (it takes a minute on a slow machine); the tests that use it skip where
-    neither file is there."""
+    """The real FER2013 splits, read once (it takes a minute on a slow machine); the tests that use it skip
+    where neither file is there."""
     path = next((p for p in FER2013 if os.path.exists(p)), None)
     if path is None:
         pytest.skip("FER2013 is not here (data/fer2013.csv or ../shared/fer2013/fer2013_dev.csv.gz)")
@@ -53,7 +54,8 @@ def fer2013():
 def trained(tmp_path_factory):
     """One 4-epoch run of the report's network, shared by the training tests and, as trained weights whose
     predictions are not all one class, by evaluate.py's and Grad-CAM's: (output folder, the finished run).
-    On 2026-11-25, a slow day, an epoch took 2.3 minutes and validation accuracy was 0.16, 0.29, 0.48, 0.80."""
+    On 2026-11-25, a slow day, an epoch took 2.3 minutes and validation accuracy was 0.16, 0.29, 0.48,
+    0.80."""
     out = tmp_path_factory.mktemp("run")
     r = run_script("train.py", *QUICK, "--epochs", "4", "--out", out)
     assert r.returncode == 0, r.stderr
@@ -68,9 +70,9 @@ def faces():
 
 def run_script(script, *args, cwd=None):
     """`python SCRIPT ARGS` as a user runs it, through the script's own __main__ block, but in this process:
-    starting an interpreter and importing torch costs more than most tests (35-60 s each on a slow CI machine).
-    Returns a CompletedProcess: the exit code and what was printed. Tests that need a real process (pipes,
-    torchrun) use subprocess themselves."""
+    starting an interpreter and importing torch costs more than most tests (35-60 s each on a slow CI
+    machine). Returns a CompletedProcess: the exit code and what was printed. Tests that need a real
+    process (pipes, torchrun) use subprocess themselves."""
     out, err, code = io.StringIO(), io.StringIO(), 0
     argv, here = sys.argv, os.getcwd()
     sys.argv = [script, *map(str, args)]
@@ -99,8 +101,8 @@ def run_main(script, *args):
 
 
 def one_line(result, code, *words):
-    """The run ended with exit `code` and exactly one line on stderr holding every one of `words`: no traceback.
-    `result`: a CompletedProcess (run_script) or (code, stdout, stderr) (run_main)."""
+    """The run ended with exit `code` and exactly one line on stderr holding every one of `words`: no
+    traceback. `result`: a CompletedProcess (run_script) or (code, stdout, stderr) (run_main)."""
     got_code, err = (result.returncode, result.stderr) if hasattr(result, "returncode") else (result[0], result[2])
     lines = err.strip().splitlines()
     assert got_code == code, (got_code, err)

@@ -1,4 +1,5 @@
-"""The device-side batch pipeline (augment.augment, the sampler, train.Trainer.train_step) matches its definition."""
+"""The device-side batch pipeline (augment.augment, the sampler, train.Trainer.train_step) matches its
+definition."""
 import math
 
 import numpy as np

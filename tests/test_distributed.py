@@ -10,9 +10,9 @@ import torch
 import train
 from conftest import ROOT
 
-# No augmentation, no BatchNorm, no dropout (the MLP), fp32, SGD (Adam divides by the root of tiny second moments,
-# which magnifies rounding): a 2-process step is then the 1-process step, so the
-# two runs can be compared number for number; what differs is only the order of float additions.
+# No augmentation, no BatchNorm, no dropout (the MLP), fp32, SGD (Adam divides by the root of tiny second
+# moments, which magnifies rounding): a 2-process step is then the 1-process step, so the two runs can be
+# compared number for number; what differs is only the order of float additions.
 PLAIN = ["--data", "synthetic", "--device", "cpu", "--model", "mlp", "--amp", "off", "--bs", "64",
          "--flip", "0", "--degrees", "0", "--translate", "0", "--scale", "1", "1", "--opt", "sgd", "--lr", "0.02"]
 
@@ -78,8 +78,8 @@ def test_resume_under_torchrun_continues_exactly(two, tmp_path):
     a = torch.load(straight / "checkpoint.pth", weights_only=True)
     b = torch.load(tmp_path / "split" / "checkpoint.pth", weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    # PLAIN's augmentation is the identity, but its random draws still happen: every rank's stream must come back
-    # from the checkpoint exactly where the straight run's stream is.
+    # PLAIN's augmentation is the identity, but its random draws still happen: every rank's stream must
+    # come back from the checkpoint exactly where the straight run's stream is.
     assert all(torch.equal(x, y) for x, y in zip(a["rng"]["augment_ranks"], b["rng"]["augment_ranks"]))
 
 

@@ -1,4 +1,5 @@
-"""Bad input ends in one line on stderr naming the file/row/flag, and a non-zero exit: 2 for usage, 1 for data."""
+"""Bad input ends in one line on stderr naming the file/row/flag, and a non-zero exit: 2 for usage, 1 for
+data."""
 import gzip
 
 import pytest
@@ -37,7 +38,8 @@ def test_bad_csv_files_are_named_with_their_row(tmp_path, rows, header, needles)
         data.load(str(path))
     for n in needles:
         assert n in str(e.value)
-    r = run_script("train.py", "--data", path, "--epochs", "1", cwd=tmp_path)  # and the scripts say it in one line
+    # and the scripts say it in one line
+    r = run_script("train.py", "--data", path, "--epochs", "1", cwd=tmp_path)
     one_line(r, 1, *needles)
     assert not any((tmp_path / "runs").iterdir())  # the run folder it made is not left behind empty
 

@@ -19,8 +19,8 @@ from conftest import ROOT, run_script
 
 @pytest.fixture(scope="module")
 def weights(trained, tmp_path_factory):
-    """The shared short run's network (its predictions are not all one class), in a folder of its own: evaluate.py
-    writes its figures beside the weights."""
+    """The shared short run's network (its predictions are not all one class), in a folder of its own:
+    evaluate.py writes its figures beside the weights."""
     path = tmp_path_factory.mktemp("w") / "model.pth"
     shutil.copy(trained[0] / "model.pth", path)
     return path
@@ -106,8 +106,8 @@ def test_evaluate_images_prints_the_top_three_emotions(weights, tmp_path):
     files = user_images(tmp_path)
     r = run_script("evaluate.py", "--weights", weights, "--images", *files)
     assert r.returncode == 0, r.stderr
-    # The 160-px picture may or may not hold a face for the Haar cascade (or OpenCV may be absent); the 48x48 one is
-    # a crop already. Either way every scored line is a top three.
+    # The 160-px picture may or may not hold a face for the Haar cascade (or OpenCV may be absent); the
+    # 48x48 one is a crop already. Either way every scored line is a top three.
     assert r.stdout.startswith(str(files[0])) and f"{files[1]} (classified whole: a face crop already)" in r.stdout
     scored = [line for line in r.stdout.splitlines() if "%" in line]
     assert len(scored) >= 2
@@ -116,7 +116,7 @@ def test_evaluate_images_prints_the_top_three_emotions(weights, tmp_path):
         assert len(percents) == 3 and percents == sorted(percents, reverse=True) and sum(percents) <= 100.1, line
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Grad-CAM
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""Faces in photos and video: the crop geometry (with a stand-in detector: Haar cascades find no synthetic face),
-evaluate.py / gradcam.py / camera.py on photos and a video the tests make, and the real detector on FER2013
-faces pasted into scenes when ../shared is there."""
+"""Faces in photos and video: the crop geometry (with a stand-in detector: Haar cascades find no synthetic
+face), evaluate.py / gradcam.py / camera.py on photos and a video the tests make, and the real detector on
+FER2013 faces pasted into scenes when ../shared is there."""
 import json
 
 import numpy as np
@@ -63,7 +63,8 @@ def test_the_box_cut_without_margin_is_the_face_itself(face):
 
 
 def test_the_margin_widens_the_square_on_every_side(face):
-    grey = scene_with(face, 90, 60, scale=2)  # 96 px face: with 25% margin the cut is 144 px, the face its middle
+    # 96 px face: with 25% margin the cut is 144 px, the face its middle
+    grey = scene_with(face, 90, 60, scale=2)
     cut = faces.crop(grey, (90, 60, 96, 96), margin=0.25)
     assert cut.shape == (48, 48)
     small = np.asarray(Image.fromarray(face).resize((32, 32), Image.BOX)).astype(int)
@@ -73,13 +74,15 @@ def test_the_margin_widens_the_square_on_every_side(face):
 
 def test_a_face_at_the_edge_is_padded_with_edge_pixels_not_black():
     grey = np.full((240, 320), 200, np.uint8)
-    cut = faces.crop(grey, (0, 0, 100, 100), margin=0.2)  # the square reaches 20 px past the top and left edges
+    # the square reaches 20 px past the top and left edges
+    cut = faces.crop(grey, (0, 0, 100, 100), margin=0.2)
     assert cut.shape == (48, 48) and (cut == 200).all()
 
 
 def test_a_box_that_is_not_square_is_cut_square_around_its_centre(face):
     grey = scene_with(face, 50, 30)
-    assert np.array_equal(faces.crop(grey, (50, 60, 144, 84), margin=0.0), face)  # centre (122, 102), side 144
+    # centre (122, 102), side 144
+    assert np.array_equal(faces.crop(grey, (50, 60, 144, 84), margin=0.0), face)
 
 
 def test_find_says_why_a_picture_is_classified_whole(face, monkeypatch):
@@ -143,8 +146,9 @@ def test_gradcam_explains_every_face_in_a_photo(tmp_path, monkeypatch, face, wei
 
 @needs_opencv
 def test_between_detections_a_moving_face_keeps_its_box_and_its_smoothed_label(face):
-    """The tracker finds faces every 3rd frame here; in between it follows the face by template matching, and the
-    label it shows is the moving average of the face's probabilities over all frames, across detections."""
+    """The tracker finds faces every 3rd frame here; in between it follows the face by template matching, and
+    the label it shows is the moving average of the face's probabilities over all frames, across
+    detections."""
     import cv2
     calls = []
 
@@ -159,7 +163,8 @@ def test_between_detections_a_moving_face_keeps_its_box_and_its_smoothed_label(f
         x0 = 20 + 6 * k  # the face moves 6 pixels right every frame
         boxes = tracker.boxes(scene_with(face, x0, 30))
         assert len(boxes) == 1
-        assert abs(boxes[0][0] - x0) <= 2 and abs(boxes[0][1] - 30) <= 2, (k, boxes)  # followed, not left behind
+        # followed, not left behind
+        assert abs(boxes[0][0] - x0) <= 2 and abs(boxes[0][1] - 30) <= 2, (k, boxes)
         shown = tracker.classified([a if k < 3 else b])
     assert len(calls) == 2 and calls[0] == (120, 160)  # frames 0 and 3, each on a half-size copy
     expected = a

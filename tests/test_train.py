@@ -13,8 +13,8 @@ import model as models
 import train
 from conftest import QUICK, run_script
 
-# The loop's own behaviour (resume, moving average, interruptions) does not depend on the network: the MLP runs it
-# in seconds where the ResNet takes minutes on two cores.
+# The loop's own behaviour (resume, moving average, interruptions) does not depend on the network: the MLP
+# runs it in seconds where the ResNet takes minutes on two cores.
 LOOP = QUICK + ["--model", "mlp"]
 
 
@@ -188,7 +188,8 @@ def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
 
 
 def test_the_weighted_order_is_weighted_random_samplers_own_draw():
-    """The loop calls torch.multinomial as WeightedRandomSampler does, without its Python list: the same indices."""
+    """The loop calls torch.multinomial as WeightedRandomSampler does, without its Python list: the same
+    indices."""
     args = train.parse_args(QUICK)
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
     sampler = torch.utils.data.WeightedRandomSampler(trainer.sample_weights, len(trainer.train_y),
@@ -200,8 +201,8 @@ def test_the_weighted_order_is_weighted_random_samplers_own_draw():
 
 
 def test_the_softmax_head_puts_a_softmax_before_the_cross_entropy():
-    """--head softmax is the report's Softmax + CrossEntropyLoss: its loss cannot fall below log(1 + 6/e) = 1.169
-    even for a perfectly sure, right answer, which is what squashes the gradients."""
+    """--head softmax is the report's Softmax + CrossEntropyLoss: its loss cannot fall below log(1 + 6/e) =
+    1.169 even for a perfectly sure, right answer, which is what squashes the gradients."""
     import torch.nn.functional as F
     args = train.parse_args(QUICK + ["--head", "softmax"])
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))

@@ -1,5 +1,5 @@
-"""The files and flags users really have: each ends in the right answer, or in one line naming the file, row or
-flag with a non-zero exit. Never a traceback, never a silently wrong answer.
+"""The files and flags users really have: each ends in the right answer, or in one line naming the file, row
+or flag with a non-zero exit. Never a traceback, never a silently wrong answer.
 
 Scripts run in this process through their `__main__` block (runpy), exactly as `python SCRIPT ...` runs them,
 without paying for a new interpreter and torch import per case."""
@@ -51,7 +51,7 @@ def weights(tmp_path_factory):
     return path
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Data layouts that used to be read wrongly without a word
 
 @pytest.mark.parametrize("names", [("Training", "PublicTest", "PrivateTest"), ("train", "valid", "test")],
@@ -127,11 +127,12 @@ def test_a_trailing_comma_on_every_row_still_reads(tmp_path):
     assert sorted(torch.cat([splits["train"][1], splits["val"][1]]).tolist()) == sorted(k % 7 for k in range(20))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Bad files: one line naming the file
 
 def damaged_files(tmp_path):
-    noise = np.random.default_rng(0).integers(0, 256, (40, 2304))  # random pixels: no file compresses to nothing
+    # random pixels: no file compresses to nothing
+    noise = np.random.default_rng(0).integers(0, 256, (40, 2304))
     raw = ("emotion,pixels\n" + "".join(f"3,{' '.join(map(str, row))}\n" for row in noise)).encode()
     flipped = bytearray(gzip.compress(raw))
     flipped[len(flipped) // 2] ^= 0xFF
@@ -203,7 +204,7 @@ def test_a_bare_state_dict_of_one_of_our_networks_loads(tmp_path):
         models.load_weights(str(tmp_path / "other.pth"))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Outputs that cannot be written: refused before the work
 
 def test_outputs_that_cannot_be_written_are_refused_before_the_work(tmp_path, weights):
@@ -241,7 +242,7 @@ def test_a_full_disk_mid_run_is_one_line_saying_what_is_saved(tmp_path, monkeypa
              "checkpoint.pth: cannot write it (No space left on device)", "epochs 1-1 are saved")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Flags: ranges that mean something
 
 @pytest.mark.parametrize("flags,words", [
@@ -297,7 +298,7 @@ def test_a_wrong_layer_on_another_network_lists_its_own_blocks(tmp_path):
                       "stage3.3", "--out", tmp_path / "g.png"), 2, "features.2, features.7, features.12")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Resume and interruptions
 
 def test_resume_refuses_another_optimiser_or_schedule(tmp_path):
@@ -326,7 +327,8 @@ def interrupt(*args, **kwargs):
 
 
 def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch):
-    monkeypatch.setattr(augment, "augment", interrupt)  # runpy runs a fresh train.py: patch the module it uses
+    # runpy runs a fresh train.py: patch the module it uses
+    monkeypatch.setattr(augment, "augment", interrupt)
     result = run_main("train.py", *FAST, "--epochs", "3", "--out", tmp_path / "run")
     one_line(result, 1, "interrupted; no epoch was finished, so nothing was saved")
     assert "--resume" not in result[2] and not (tmp_path / "run" / "checkpoint.pth").exists()
@@ -350,7 +352,7 @@ def test_a_non_finite_loss_in_the_first_epoch_points_at_no_checkpoint(tmp_path):
                       tmp_path / "run"), 1, "training loss became", "no epoch was finished")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # A user's first hour: which split is scored, what is written where, what -h says
 
 def test_every_output_line_names_the_kaggle_split(tmp_path, weights):
@@ -393,7 +395,7 @@ def test_the_optional_extra_opens_windows_on_a_desktop():
     assert any(s.startswith("opencv-python>") for s in lines) and not any("headless" in s for s in lines)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Data loss: no output replaces an input, another output, or another run
 
 def test_an_output_that_is_an_input_is_refused(tmp_path, weights):
@@ -470,7 +472,7 @@ def test_a_video_cut_short_is_not_reported_as_written(tmp_path):
     assert "empty" in camera.check_video(cv2, str(tmp_path / "empty.avi"), 8)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Silent wrong answers
 
 def test_a_folder_without_splits_is_scored_whole(tmp_path, faces, weights):
@@ -578,7 +580,7 @@ def test_synthetic_faces_are_compressed_as_the_name_says(tmp_path):
     assert len(data.load(str(tmp_path / "x.csv.bz2"))["train"][1]) > 0
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Tracebacks and misleading messages
 
 def test_someone_elses_checkpoint_dict_loads_its_network(tmp_path):
@@ -645,8 +647,8 @@ def test_the_face_measurement_refuses_a_bad_count_in_one_line(tmp_path, weights)
 
 
 def test_every_command_in_the_readme_parses_with_its_scripts_flags():
-    """The README's commands run as written: every `python SCRIPT.py ...` line in its code blocks uses flags and
-    values its script accepts (torchrun lines too)."""
+    """The README's commands run as written: every `python SCRIPT.py ...` line in its code blocks uses flags
+    and values its script accepts (torchrun lines too)."""
     import importlib
     import os
     import shlex

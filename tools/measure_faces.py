@@ -61,8 +61,8 @@ def paste(rng, scene, face, side=None, angle=0.0, cover=None):
 
 
 def occlude(rng, face, cover):
-    """A FER2013 face partly covered: a skin-toned hand over the mouth and chin, dark glasses over the eyes, or a
-    fringe of dark hair over the forehead."""
+    """A FER2013 face partly covered: a skin-toned hand over the mouth and chin, dark glasses over the eyes,
+    or a fringe of dark hair over the forehead."""
     face = face.copy()
     if cover == "hand":
         face[30:48, int(rng.integers(4, 14)):int(rng.integers(30, 44))] = int(np.median(face[10:30, 10:38]))
@@ -76,7 +76,8 @@ def occlude(rng, face, cover):
 
 
 def scenes_with_faces(rng, images, n_scenes, per_scene=2, size=(480, 640), **kind):
-    """n_scenes scenes with per_scene faces each (not overlapping): [(scene, [truth, ...], [face index, ...])]."""
+    """n_scenes scenes with per_scene faces each (not overlapping): [(scene, [truth, ...], [face index,
+    ...])]."""
     out, k = [], 0
     for _ in range(n_scenes):
         scene, truths, which = textured_scene(rng, *size), [], []
@@ -84,7 +85,9 @@ def scenes_with_faces(rng, images, n_scenes, per_scene=2, size=(480, 640), **kin
             side = kind.get("side") or int(rng.integers(90, 200))
             placed, truth = paste(rng, scene, images[k % len(images)], side, kind.get("angle", 0.0) *
                                   rng.choice([-1, 1]), kind.get("cover"))
-            if any(abs(truth[0] - t[0]) < max(side, t[2]) and abs(truth[1] - t[1]) < max(side, t[2]) for t in truths):
+            near = [abs(truth[0] - t[0]) < max(side, t[2]) and abs(truth[1] - t[1]) < max(side, t[2])
+                    for t in truths]
+            if any(near):
                 continue  # overlaps a face already there: draw another place
             scene = placed
             truths.append(truth)
@@ -118,7 +121,8 @@ def matches(box, truth):
 def detectors():
     """The candidates: (name, detector)."""
     import mtcnn
-    out = [(f"Haar {c}, scale 1.1, {k} neighbours", faces.HaarDetector(f"haarcascade_frontalface_{c}.xml", 1.1, k))
+    out = [(f"Haar {c}, scale 1.1, {k} neighbours",
+            faces.HaarDetector(f"haarcascade_frontalface_{c}.xml", 1.1, k))
            for c, k in (("default", 5), ("alt2", 5), ("alt2", 3))]
     if mtcnn.weights_folder():
         out += [(f"MTCNN, min face {m} px", mtcnn.MTCNNDetector(min_size=m)) for m in (40, 80)]

@@ -1,10 +1,12 @@
-"""Ship a finished run into the repository: its weights in fp16, its history, curves and command, and its score.
+"""Ship a finished run into the repository: its weights in fp16, its history, curves and command, and its
+score.
 
     python tools/ship.py runs/<stamp> weights/seeds/cnn3 --data data/fer2013.csv [--last]
 
-writes weights/seeds/cnn3.pth (model.pth, or last.pth with --last, in fp16: half the file, the same predictions to
-within a few images), cnn3_history.csv, cnn3_curves.png, cnn3_command.txt, and cnn3_publictest.json and
-cnn3_confusion_matrix.png from evaluate.py on the data's val split (PublicTest on the Kaggle file).
+writes weights/seeds/cnn3.pth (model.pth, or last.pth with --last, in fp16: half the file, the same
+predictions to within a few images), cnn3_history.csv, cnn3_curves.png, cnn3_command.txt, and
+cnn3_publictest.json and cnn3_confusion_matrix.png from evaluate.py on the data's val split (PublicTest on
+the Kaggle file).
 """
 import argparse
 import json
@@ -24,8 +26,8 @@ def main(argv=None):
     p.add_argument("run", help="a train.py output folder")
     p.add_argument("dest", help="where the files go, without extension: weights/seeds/NAME")
     p.add_argument("--data", required=True, help="the data the run trained on, scored on its val split")
-    p.add_argument("--last", action="store_true", help="ship last.pth (the end of the schedule), not model.pth")
-    p.add_argument("--command", help="the command that made the run, when its config.json does not record one")
+    p.add_argument("--last", action="store_true", help="ship last.pth (the schedule's end), not model.pth")
+    p.add_argument("--command", help="the command that made the run, where its config.json records none")
     args = p.parse_args(argv)
     source = os.path.join(args.run, "last.pth" if args.last else "model.pth")
     net, name = models.load_weights(source)
