@@ -65,6 +65,13 @@ def plot_confusion(m, path, title):
     plt.close(fig)
 
 
+def trained_on(net, path):
+    """Whether the weights' own config says they were trained on the data at `path`."""
+    trained = (getattr(net, "meta", {}).get("config") or {}).get("data")
+    return trained is not None and path != "synthetic" and os.path.exists(path) and os.path.exists(trained) \
+        and os.path.samefile(trained, path)
+
+
 def top3(probs):
     top = probs.topk(3)
     return ", ".join(f"{data.CLASSES[i]} {100 * v:.1f}%" for v, i in zip(top.values, top.indices))
@@ -140,7 +147,12 @@ def main(argv=None):
     splits = data.load(args.data, whole=True)
     for note in splits.notes:
         print(f"note: {note}")
-    split, images, labels = data.choose_split(splits, args.split, args.data)
+    requested = args.split
+    if requested is None and "all" in splits and any(trained_on(net, args.data) for net in nets):
+        requested = "val"  # every image would include the 90% these weights were trained on
+        print(f"note: {args.data} has no splits and these weights were trained on it: scoring the 10% that "
+              f"train.py held out (--split all scores every image)")
+    split, images, labels = data.choose_split(splits, requested, args.data)
     if split in ("val", "all") and any(net.meta.get("config", {}).get("train_on_val") for net in nets):
         print(f"warning: {', '.join(args.weights)} trained on the validation images too (--train-on-val): "
               f"its {split} figure is not held out and says nothing about new faces")

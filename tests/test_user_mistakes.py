@@ -488,6 +488,12 @@ def test_a_folder_without_splits_is_scored_whole(tmp_path, faces, weights):
     assert "'contempt' left out" in out
     one_line(run_main("train.py", *FAST[2:], "--data", tmp_path / "ck", "--epochs", "1", "--out", tmp_path / "r"),
              1, "contempt", "unknown class folder")
+    # weights trained on that very folder are scored on the 10% train.py held out, not on their own images
+    import shutil
+    shutil.rmtree(tmp_path / "ck" / "contempt")
+    assert run_main("train.py", *FAST[2:], "--data", tmp_path / "ck", "--epochs", "1", "--out", tmp_path / "r")[0] == 0
+    code, out, err = run_main("evaluate.py", "--weights", tmp_path / "r" / "model.pth", "--data", tmp_path / "ck")
+    assert code == 0 and "scoring the 10% that train.py held out" in out and "on 7 images" in out, out + err
 
 
 def test_weights_trained_on_val_warn_when_scored_on_val(tmp_path):
