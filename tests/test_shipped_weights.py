@@ -38,3 +38,31 @@ def test_shipped_weights_reproduce_the_readme_on_publictest(name, fer2013):
     probs = models.predict_proba(models.load_nets([os.path.join(ROOT, "weights", name)], "cpu"), images,
                                    torch.device("cpu"))
     assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])
+
+
+SEEDS = sorted(f for f in os.listdir(os.path.join(ROOT, "weights", "seeds")) if f.endswith(".pth"))
+
+
+@pytest.mark.parametrize("name", SEEDS)
+def test_the_seed_systems_are_fp16_weights_with_their_command(name):
+    path = os.path.join(ROOT, "weights", "seeds", name)
+    blob = models.read_file(path)
+    assert blob["model"] == name.removesuffix(".pth") and blob["classes"] == list(data.CLASSES)
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+    command = open(path.replace(".pth", "_command.txt")).read().strip()
+    assert command.startswith("python train.py ") and f"--model {blob['model']}" in command
+    assert blob["meta"]["command"] == command
+    net, _ = models.load_weights(path)
+    assert net(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name", SEEDS)
+def test_the_seed_systems_reproduce_the_readme_on_publictest(name, fer2013):
+    path = os.path.join(ROOT, "weights", "seeds", name)
+    published = json.load(open(path.replace(".pth", "_publictest.json")))
+    row = next(s for s in open(os.path.join(ROOT, "README.md")).read().splitlines()
+               if s.startswith("| 00") and f"`{name}`" in s)
+    assert f"| {100 * published['accuracy']:.2f}% |" in row
+    images, labels = fer2013["val"]
+    probs = models.predict_proba(models.load_nets([path], "cpu"), images, torch.device("cpu"))
+    assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])
