@@ -443,9 +443,9 @@ def explore_counts(path, seed=0):
     for i, c in enumerate(CLASSES):
         print(f"{i} {c:<8}" + "".join(f"{counts[k][i]:>8}" for k in names))
     print(f"{'total':<10}" + "".join(f"{counts[k].sum():>8}" for k in names))
-    for k in names:
-        if splits.title(k) != k:
-            print(f"{k}: {splits.title(k)}")
+    own = [f"{k} = {splits.names[k]}" for k in names if splits.title(k) != k]
+    if own:
+        print(f"the data's own names: {', '.join(own)}")
     return splits, names, counts
 
 
