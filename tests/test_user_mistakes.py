@@ -677,3 +677,8 @@ def test_every_command_in_the_readme_parses_with_its_scripts_flags():
         parsed = parser.parse_args(args)
         # the data goes where the README puts it: a command that names another path fails as written
         assert getattr(parsed, "data", "synthetic") in ("synthetic", "data/fer2013.csv"), (script, args)
+
+
+def test_shipping_a_folder_that_is_not_a_run_is_one_line(tmp_path):
+    one_line(run_main("tools/ship.py", tmp_path / "nothing", tmp_path / "x", "--data", "synthetic"), 1,
+             "nothing/model.pth: no such file")

@@ -8,7 +8,6 @@ predictions to within a few images), cnn3_history.csv, cnn3_curves.png, cnn3_com
 cnn3_publictest.json and cnn3_confusion_matrix.png from evaluate.py on the data's val split (PublicTest on
 the Kaggle file).
 """
-import argparse
 import json
 import os
 import shutil
@@ -16,13 +15,14 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cli  # noqa: E402
 import files  # noqa: E402
 import evaluate  # noqa: E402
 import model as models  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser("ship.py", __doc__)
     p.add_argument("run", help="a train.py output folder")
     p.add_argument("dest", help="where the files go, without extension: weights/seeds/NAME")
     p.add_argument("--data", required=True, help="the data the run trained on, scored on its val split")
@@ -32,7 +32,10 @@ def main(argv=None):
     source = os.path.join(args.run, "last.pth" if args.last else "model.pth")
     net, name = models.load_weights(source)
     meta = models.read_file(source).get("meta", {})
-    config = json.load(open(os.path.join(args.run, "config.json")))
+    config_path = os.path.join(args.run, "config.json")
+    if not os.path.isfile(config_path):
+        raise cli.UserError(f"{args.run}: no config.json (not a train.py output folder)")
+    config = json.load(open(config_path))
     command = args.command or config.get("command")
     if not command:
         p.error(f"{args.run}/config.json records no command; pass --command")
@@ -48,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main, "ship.py")
