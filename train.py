@@ -102,8 +102,7 @@ def make_parser():
 
 
 # Every number a flag takes, and the values that mean something. NaN fails each test (every comparison with
-# it is
-# False), so "--wd nan" is refused like "--wd -1".
+# it is False), so "--wd nan" is refused like "--wd -1".
 RANGES = {
     "epochs": (lambda v: v > 0, "a positive integer"), "bs": (lambda v: v > 0, "a positive integer"),
     "lr": (lambda v: 0 < v < math.inf, "a positive number"),
@@ -124,8 +123,7 @@ RANGES = {
     "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2^32)"),
 }
 # What a resumed run may change: the optimiser's own numbers are written back into it (a checkpoint's
-# optimiser
-# state would otherwise keep the old ones while config.json claimed the new).
+# optimiser state would otherwise keep the old ones while config.json claimed the new).
 RESUME_FIXED = ("model", "opt", "schedule", "head", "seed")
 RESUME_OPTIMISER = ("lr", "wd", "momentum", "plateau_factor", "plateau_patience")
 # The files that make a folder a run's: a new run refuses a folder holding any of them.

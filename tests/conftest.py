@@ -17,8 +17,8 @@ import synthetic  # noqa: E402
 
 # FER2013 where a user puts it (the README), else the copy beside the project (Training + PublicTest rows).
 FER2013 = [os.path.join(ROOT, "data", "fer2013.csv"), os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")]
-# A short, quick recipe: the report's network on 2,400 synthetic faces, small batches so it takes enough
-# steps.
+# A short, quick recipe: the report's network on 2,400 synthetic faces, in small batches so that it takes
+# enough steps.
 QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
 
 
