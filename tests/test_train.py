@@ -11,7 +11,7 @@ import torch
 import data
 import model as models
 import train
-from conftest import QUICK, run_script
+from conftest import QUICK, run_main, run_script
 
 # The loop's own behaviour (resume, moving average, interruptions) does not depend on the network: the MLP
 # runs it in seconds where the ResNet takes minutes on two cores.
@@ -211,3 +211,23 @@ def test_the_softmax_head_puts_a_softmax_before_the_cross_entropy():
     sure = torch.full((1, 7), -50.0).index_fill_(1, torch.tensor([3]), 50.0)
     assert trainer.loss(sure, torch.tensor([3])).item() == pytest.approx(math.log(1 + 6 / math.e), abs=1e-4)
     assert train.make_parser().parse_args([]).head == "logits"  # the default stays logits
+
+
+def test_shipping_a_run_writes_fp16_weights_with_its_command_history_and_score(trained, tmp_path):
+    out, _ = trained
+    dest = tmp_path / "seeds" / "demo"
+    code, stdout, err = run_main("tools/ship.py", out, dest, "--data", "synthetic", "--last")
+    assert code == 0, err
+    blob = torch.load(f"{dest}.pth", weights_only=True)
+    command = json.loads((out / "config.json").read_text())["command"]
+    assert blob["meta"]["command"] == command and blob["meta"]["epoch"] == 4  # --last: the last epoch
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+    assert (tmp_path / "seeds" / "demo_command.txt").read_text() == command + "\n"
+    assert (tmp_path / "seeds" / "demo_history.csv").read_text() == (out / "history.csv").read_text()
+    score = json.loads((tmp_path / "seeds" / "demo_publictest.json").read_text())
+    assert 0 <= score["accuracy"] <= 1 and score["n"] > 0
+    for name in ("curves.png", "confusion_matrix.png"):
+        assert (tmp_path / "seeds" / f"demo_{name}").stat().st_size > 0
+    assert sorted(os.listdir(tmp_path / "seeds")) == sorted(  # and nothing else, no temporary left
+        f"demo{s}" for s in (".pth", "_command.txt", "_history.csv", "_publictest.json", "_curves.png",
+                             "_confusion_matrix.png"))

@@ -41,13 +41,17 @@ def main(argv=None):
         p.error(f"{args.run}/config.json records no command; pass --command")
     os.makedirs(os.path.dirname(args.dest) or ".", exist_ok=True)
     models.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
-    shutil.copyfile(os.path.join(args.run, "history.csv"), args.dest + "_history.csv")
-    shutil.copyfile(os.path.join(args.run, "curves.png"), args.dest + "_curves.png")
+    for name in ("history.csv", "curves.png"):
+        copy(os.path.join(args.run, name), f"{args.dest}_{name}")
     files.atomic_write(args.dest + "_command.txt", command + "\n")
     with tempfile.TemporaryDirectory() as tmp:
         evaluate.main(["--weights", args.dest + ".pth", "--data", args.data, "--split", "val",
                        "--out", tmp, "--json", args.dest + "_publictest.json"])
-        shutil.move(os.path.join(tmp, "confusion_matrix.png"), args.dest + "_confusion_matrix.png")
+        copy(os.path.join(tmp, "confusion_matrix.png"), args.dest + "_confusion_matrix.png")
+
+
+def copy(source, dest):
+    files.atomic_write(dest, lambda tmp: shutil.copyfile(source, tmp))
 
 
 if __name__ == "__main__":
