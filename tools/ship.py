@@ -41,8 +41,8 @@ def main(argv=None):
         p.error(f"{args.run}/config.json records no command; pass --command")
     os.makedirs(os.path.dirname(args.dest) or ".", exist_ok=True)
     models.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
-    for name in ("history.csv", "curves.png"):
-        copy(os.path.join(args.run, name), f"{args.dest}_{name}")
+    for run_file in ("history.csv", "curves.png"):
+        copy(os.path.join(args.run, run_file), f"{args.dest}_{run_file}")
     files.atomic_write(args.dest + "_command.txt", command + "\n")
     with tempfile.TemporaryDirectory() as tmp:
         evaluate.main(["--weights", args.dest + ".pth", "--data", args.data, "--split", "val",
