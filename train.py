@@ -345,11 +345,10 @@ class Trainer:
             self.net.load_state_dict(models.load_weights(args.init, expect=args.model)[0].state_dict())
         self.net = self.net.to(device, memory_format=torch.channels_last)
         self.step_net = torch.compile(self.net) if args.compile else self.net
-        # gradients averaged over the ranks in backward; BatchNorm buffers broadcast from rank 0.
         if world > 1:
-            # Per-rank batch statistics, no SyncBatchNorm: PyTorch refuses it on CPU, and at 128
-            # images per rank
-            # BatchNorm is far from its small-batch trouble (docs/distributed.md).
+            # Gradients are averaged over the ranks in backward, and train_epoch broadcasts rank 0's BatchNorm
+            # buffers. Batch statistics stay per rank, no SyncBatchNorm: PyTorch refuses it on CPU, and at 128
+            # images per rank BatchNorm is far from its small-batch trouble (docs/distributed.md).
             self.step_net = DDP(self.step_net, device_ids=[device] if device.type == "cuda" else None)
         self.opt = make_optimizer(args, self.net.parameters())
         n_train = len(splits["train"][1])
@@ -548,8 +547,7 @@ def claim(out):
                 with open(lock) as f:
                     pid = int(f.read().strip() or 0)
                 os.kill(pid, 0)  # signal 0: only asks whether the process exists
-            # a dead run's claim (or a half-written one)
-            except (ValueError, ProcessLookupError, FileNotFoundError):
+            except (ValueError, ProcessLookupError, FileNotFoundError):  # a dead run's claim, or a half-written one
                 if os.path.exists(lock):
                     os.remove(lock)
                 continue
@@ -592,6 +590,10 @@ def run(args, device, rank, world):
                              f"rename or move it")
     for note in splits.notes:
         say(f"note: {note}")
+    if args.schedule == "plateau" and 0 < args.early_stop <= args.plateau_patience:
+        # ReduceLROnPlateau cuts after patience + 1 epochs without a better loss; the early stop comes first
+        say(f"note: --early-stop {args.early_stop} ends the run before --plateau-patience "
+            f"{args.plateau_patience} can lower the learning rate (a patience under the early stop lets it act)")
     if args.train_on_val:
         splits["train"] = tuple(torch.cat([a, b]) for a, b in zip(splits["train"], splits["val"]))
     data_id = fingerprint(*splits["train"])
@@ -625,8 +627,8 @@ def run(args, device, rank, world):
     def saved_so_far():  # what Ctrl-C or a failure leaves behind: only what is really on disk
         if saved_epoch < 1:
             return f"no epoch was finished, so nothing was saved in {out}"
-        return (f"epochs 1-{saved_epoch} are saved in {out}. "
-                f"Resume with: python train.py --resume {checkpoint_path}")
+        done = "epoch 1 is" if saved_epoch == 1 else f"epochs 1-{saved_epoch} are"
+        return f"{done} saved in {out}. Resume with: python train.py --resume {checkpoint_path}"
 
     try:
         for epoch in range(start, args.epochs + 1):

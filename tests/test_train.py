@@ -117,6 +117,23 @@ def test_with_ema_the_saved_weights_are_the_average(tmp_path):
         assert not all(torch.equal(saved[k], ckpt["model"][k]) for k in saved)
 
 
+def test_early_stop_ends_the_run_and_notes_when_the_plateau_cut_cannot_come(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train, "validate", lambda *a, **k: (1.0, 0.5))  # never better after epoch 1
+    train.main(LOOP + ["--epochs", "10", "--early-stop", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert [int(row["epoch"]) for row in history(tmp_path)] == [1, 2, 3]
+    assert "early stop: no better validation loss since epoch 1" in out
+    assert "note: --early-stop 2 ends the run before --plateau-patience 10 can lower the learning rate" in out
+
+
+def test_a_patience_under_the_early_stop_draws_no_note(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train, "validate", lambda *a, **k: (1.0, 0.5))
+    train.main(LOOP + ["--epochs", "10", "--early-stop", "3", "--plateau-patience", "1", "--out", str(tmp_path)])
+    assert "note: --early-stop" not in capsys.readouterr().out
+    lrs = [float(row["lr"]) for row in history(tmp_path)]
+    assert lrs[0] == 3e-4 and lrs[-1] < lrs[0]  # the cut came before the stop
+
+
 def test_train_on_val_trains_on_both_and_keeps_the_last_epoch(tmp_path, capsys):
     train.main(LOOP + ["--epochs", "2", "--train-on-val", "--out", str(tmp_path)])
     out = capsys.readouterr().out
@@ -165,7 +182,7 @@ def test_ctrl_c_keeps_the_finished_epochs_and_prints_the_resume_command(tmp_path
         return real_epoch(self, desc)
 
     monkeypatch.setattr(train.Trainer, "train_epoch", interrupted_in_epoch_2)
-    with pytest.raises(SystemExit, match=r"epochs 1-1 are saved .* python train.py --resume .*checkpoint.pth"):
+    with pytest.raises(SystemExit, match=r"epoch 1 is saved .* python train.py --resume .*checkpoint.pth"):
         train.main(LOOP + ["--epochs", "3", "--out", str(out)])
     ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
     assert ckpt["epoch"] == 1 and len(history(out)) == 1

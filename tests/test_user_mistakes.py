@@ -239,7 +239,7 @@ def test_a_full_disk_mid_run_is_one_line_saying_what_is_saved(tmp_path, monkeypa
 
     monkeypatch.setattr(torch, "save", full_after_one_epoch)
     one_line(run_main("train.py", *FAST, "--epochs", "3", "--out", tmp_path / "run"), 1,
-             "checkpoint.pth: cannot write it (No space left on device)", "epochs 1-1 are saved")
+             "checkpoint.pth: cannot write it (No space left on device)", "epoch 1 is saved")
 
 
 # ------------------------------------------------------------------------------------------------------------
