@@ -590,8 +590,9 @@ def run(args, device, rank, world):
                              f"rename or move it")
     for note in splits.notes:
         say(f"note: {note}")
-    if args.schedule == "plateau" and 0 < args.early_stop <= args.plateau_patience:
-        # ReduceLROnPlateau cuts after patience + 1 epochs without a better loss; the early stop comes first
+    if args.schedule == "plateau" and 0 < args.early_stop <= args.plateau_patience and not args.resume:
+        # ReduceLROnPlateau cuts after patience + 1 epochs without a better loss; the early stop comes first.
+        # Said once, when the run starts, not again on each --resume.
         say(f"note: --early-stop {args.early_stop} ends the run before --plateau-patience "
             f"{args.plateau_patience} can lower the learning rate (a patience under the early stop lets it act)")
     if args.train_on_val:

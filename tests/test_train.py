@@ -126,6 +126,14 @@ def test_early_stop_ends_the_run_and_notes_when_the_plateau_cut_cannot_come(tmp_
     assert "note: --early-stop 2 ends the run before --plateau-patience 10 can lower the learning rate" in out
 
 
+def test_the_early_stop_note_is_said_once_not_on_each_resume(tmp_path, capsys):
+    train.main(LOOP + ["--epochs", "1", "--early-stop", "2", "--out", str(tmp_path)])
+    assert "note: --early-stop 2" in capsys.readouterr().out
+    train.main(["--resume", str(tmp_path / "checkpoint.pth"), "--epochs", "2"])
+    assert "note: --early-stop" not in capsys.readouterr().out
+    assert [int(row["epoch"]) for row in history(tmp_path)] == [1, 2]
+
+
 def test_a_patience_under_the_early_stop_draws_no_note(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "validate", lambda *a, **k: (1.0, 0.5))
     train.main(LOOP + ["--epochs", "10", "--early-stop", "3", "--plateau-patience", "1", "--out", str(tmp_path)])
