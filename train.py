@@ -515,7 +515,7 @@ def plot_curves(out, history):
     axes[0].plot(ep, [r["train_loss"] for r in history], label="train")
     axes[0].plot(ep, [r["val_loss"] for r in history], label="validation")
     axes[0].set_title("Cross-entropy loss")
-    axes[1].plot(ep, [100 * r["train_acc"] for r in history], label="train (augmented)")
+    axes[1].plot(ep, [100 * r["train_acc"] for r in history], label="train")
     axes[1].plot(ep, [100 * r["val_acc"] for r in history], label="validation")
     best = max(history, key=lambda r: r["val_acc"])
     axes[1].set_title(f"Accuracy (best val {100 * best['val_acc']:.2f}% @ {best['epoch']})")
