@@ -6,6 +6,7 @@ inside the code is not a UserError, so it still shows its traceback and gets rep
 """
 import argparse
 import os
+import signal
 import sys
 
 
@@ -42,9 +43,30 @@ def add_device_flag(p):
                    help="auto: a CUDA GPU where PyTorch sees one, else the CPU")
 
 
+def given_flags(argv):
+    """The flags written on a command line (underscored, as argparse names them): what the user chose, as
+    against a default."""
+    argv = sys.argv[1:] if argv is None else argv
+    return {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+
+
+def out_of_memory(e):
+    """Whether an exception is the device running out of memory: torch.cuda.OutOfMemoryError, or the CPU
+    allocator's RuntimeError ("DefaultCPUAllocator: can't allocate memory"), or Python's MemoryError."""
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or \
+        "can't allocate memory" in str(e)
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(main, prog):
-    """Calls main(); a UserError or Ctrl-C ends in one line. Under torchrun only rank 0 says it."""
+    """Calls main(); a UserError or Ctrl-C ends in one line. SIGTERM (what `kill`, `timeout`, a job scheduler
+    or a shutting-down machine sends) is handled as Ctrl-C is, so a stopped run says what it saved and
+    leaves its folder resumable. Under torchrun only rank 0 says it."""
     speaks = int(os.environ.get("RANK", 0)) == 0
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         sys.exit(main())
     except FlagError as e:
@@ -55,6 +77,11 @@ def run(main, prog):
         sys.exit(f"{prog}: {e}" if speaks else 1)
     except KeyboardInterrupt:
         sys.exit(f"\n{prog}: interrupted" if speaks else 130)
+    except (RuntimeError, MemoryError) as e:
+        if not out_of_memory(e):
+            raise  # a bug: its traceback
+        sys.exit(f"{prog}: out of memory ({str(e).splitlines()[0][:120]}); try a smaller batch "
+                 f"(--bs where the script has it) or a smaller input" if speaks else 1)
     except BrokenPipeError:  # `evaluate.py ... | head` closed the pipe: stop quietly, as Unix tools do
         # Python's own flush at exit would fail on the closed pipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,7 +1,7 @@
 """Accuracy, per-class precision/recall/F1 and the confusion matrix of trained weights; or predictions for
 your own face images.
 
-    python evaluate.py --weights model.pth [--data PATH] [--split test|val|train|all] [--tta] [--json m.json]
+    python evaluate.py --weights model.pth [--data PATH] [--split test|val|train|all|val+test] [--tta] [--json m.json]
     python evaluate.py --weights a.pth b.pth --tta          an ensemble: probabilities averaged over the files
     python evaluate.py --weights model.pth --images photo.jpg [--out DIR] [--json faces.json]
                                         every face in each photo: its box and top-3 emotions (faces.py)
@@ -65,9 +65,17 @@ def plot_confusion(m, path, title):
     plt.close(fig)
 
 
-def trained_on(net, path):
-    """Whether the weights' own config says they were trained on the data at `path`."""
-    trained = (getattr(net, "meta", {}).get("config") or {}).get("data")
+def trained_on(net, path, splits):
+    """Whether the weights were trained on these images: the training set's fingerprint that train.py
+    stores in the weights (however the data's path was spelt, or where it was moved), else, for files from
+    before it did, the path in their config."""
+    meta = getattr(net, "meta", {})
+    if meta.get("data_id"):
+        train = splits["train"]
+        seen = (train, tuple(torch.cat([a, b]) for a, b in zip(train, splits["val"]))) if "val" in splits \
+            else (train,)  # --train-on-val fingerprints both
+        return meta["data_id"] in [data.fingerprint(*s) for s in seen]
+    trained = (meta.get("config") or {}).get("data")
     return trained is not None and path != "synthetic" and os.path.exists(path) and os.path.exists(trained) \
         and os.path.samefile(trained, path)
 
@@ -112,9 +120,10 @@ def make_parser():
     p = cli.parser("evaluate.py", __doc__)
     p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
     p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
-    p.add_argument("--split", choices=["test", "val", "train", "all"],
+    p.add_argument("--split", choices=data.SPLIT_CHOICES,
                    help="default: test (PrivateTest on Kaggle's fer2013.csv) if the data has one, else every "
-                   "image of data without splits, else val (PublicTest)")
+                   "image of data without splits, else val (PublicTest); val+test: PublicTest and "
+                   "PrivateTest together, the 7,178 faces the report scored its 59%% on")
     p.add_argument("--images", nargs="+", metavar="IMAGE",
                    help="predict every face in these photos instead (a picture of 96 px or less, or with no "
                    "face found, is classified whole)")
@@ -137,6 +146,10 @@ def main(argv=None):
         files.check_writable(args.json, inputs=inputs)
     if args.out:
         files.check_writable(args.out, folder=True, inputs=inputs)
+    chose_data = cli.given_flags(argv) & {"data", "split"}
+    if args.images and chose_data:
+        p.error(f"--{sorted(chose_data)[0]} picks a data set to score; --images classifies the "
+                "faces in the photos given instead: use one of them")
     nets = models.load_nets(args.weights, device)
 
     if args.images:
@@ -148,12 +161,12 @@ def main(argv=None):
     for note in splits.notes:
         print(f"note: {note}")
     requested = args.split
-    if requested is None and "all" in splits and any(trained_on(net, args.data) for net in nets):
+    if requested is None and "all" in splits and any(trained_on(net, args.data, splits) for net in nets):
         requested = "val"  # every image would include the 90% these weights were trained on
         print(f"note: {args.data} has no splits and these weights were trained on it: scoring the 10% that "
               f"train.py held out (--split all scores every image)")
     split, images, labels = data.choose_split(splits, requested, args.data)
-    if split in ("val", "all") and any(net.meta.get("config", {}).get("train_on_val") for net in nets):
+    if ("val" in split.split("+") or split == "all") and any(net.meta.get("config", {}).get("train_on_val") for net in nets):
         print(f"warning: {', '.join(args.weights)} trained on the validation images too (--train-on-val): "
               f"its {split} figure is not held out and says nothing about new faces")
     m = metrics(labels, models.predict_proba(nets, images, device, args.tta, progress=True))

@@ -98,8 +98,11 @@ def draw(images, maps, probs, titles, path, layer, truth=None, explained=None):
         heat = axes[1, i].imshow(maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
         top = int(probs[i].argmax())
         wrong = truth is not None and top != truth[i]
-        axes[1, i].set_title(f"pred {data.CLASSES[top]} {100 * probs[i][top]:.0f}%", fontsize=8,
-                             color="tab:red" if wrong else "black")
+        shown = f"pred {data.CLASSES[top]} {100 * probs[i][top]:.0f}%"
+        if explained is not None and explained[i] != top:  # the map explains the asked class, not the answer
+            asked = explained[i]
+            shown = f"map: {data.CLASSES[asked]} {100 * probs[i][asked]:.0f}%\n{shown}"
+        axes[1, i].set_title(shown, fontsize=8, color="tab:red" if wrong else "black")
         if not maps[i].any():  # ReLU removed everything: the layer holds no evidence *for* this class
             cls = data.CLASSES[top if explained is None else explained[i]]
             axes[1, i].text(0.5, 0.5, f"no positive\nevidence for\n{cls} at\n{layer}",
@@ -110,7 +113,8 @@ def draw(images, maps, probs, titles, path, layer, truth=None, explained=None):
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("face", fontsize=9)
-    axes[1, 0].set_ylabel(f"Grad-CAM ({layer})", fontsize=9)
+    axes[1, 0].set_ylabel(f"Grad-CAM ({layer}): " + ("predicted class" if explained is None else
+                          f"class {data.CLASSES[explained[0]]}"), fontsize=9)
     axes[0, n].axis("off")
     fig.colorbar(heat, cax=axes[1, n], label="importance")
     files.atomic_write(path, lambda t: fig.savefig(t, dpi=130, bbox_inches="tight"))
@@ -134,7 +138,7 @@ def make_parser():
     p = cli.parser("gradcam.py", __doc__)
     p.add_argument("--weights", required=True, help="a model.pth")
     p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
-    p.add_argument("--split", choices=["test", "val", "train", "all"], help="default: as evaluate.py's")
+    p.add_argument("--split", choices=data.SPLIT_CHOICES, help="default: as evaluate.py's")
     p.add_argument("--images", nargs="+", metavar="IMAGE", help="explain these image files instead")
     p.add_argument("--n", type=int, default=8, help="how many images from the split")
     p.add_argument("--layer", help="the module to explain (default: the last residual block)")
@@ -149,6 +153,10 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
+    chose_data = cli.given_flags(argv) & {"data", "split", "n", "seed"}
+    if args.images and chose_data:
+        p.error(f"--{sorted(chose_data)[0]} picks faces from a data set; --images explains the photos given "
+                "instead: use one of them")
     if args.n <= 0:
         p.error("--n must be positive")
     if args.seed < 0:
@@ -178,9 +186,10 @@ def main(argv=None):
             p.error(f"--data {args.data}: no such file or folder")
         splits = data.load(args.data, whole=True)
         split, all_images, labels = data.choose_split(splits, args.split, args.data)
-        print(f"{args.n} faces from {splits.title(split)}")
         pred = models.predict_proba([net], all_images, device).argmax(1)
         idx = torch.from_numpy(pick(labels.numpy(), pred.numpy(), args.n, args.seed))
+        print(f"{len(idx)} faces from {splits.title(split)}"
+              f"{f' (--n {args.n}, but it holds only {len(idx)})' if len(idx) < args.n else ''}")
         images = all_images[idx]
         titles = [f"true {data.CLASSES[int(labels[i])]}" for i in idx]
         truth = labels[idx].tolist()

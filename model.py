@@ -81,8 +81,17 @@ def kaiming_init(model):
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    nn.init.zeros_(last.weight)
+    nn.init.zeros_(output_layer(model).weight)
+
+
+def output_layer(model):
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
+def kaiming_output_layer(model):
+    """The report's own start for the output layer, Kaiming-normal like every other layer: with its Softmax
+    before the loss (train.py --head softmax) the large first logits are squashed, not a loss of ~9."""
+    nn.init.kaiming_normal_(output_layer(model).weight, nonlinearity="leaky_relu")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -248,8 +257,9 @@ def load_weights(path, device="cpu", expect=None):
     """Returns (model in eval mode on `device`, model name). `expect` is the --model the user asked for.
     Besides this project's weights files it takes a bare state_dict (what torch.save(net.state_dict())
     writes, and what the report shipped), or a dict that holds one (under "model_state_dict" or any other
-    key), whose keys and shapes fit exactly one of the networks here. The model's `classes` attribute is
-    the file's class order."""
+    key), whose keys and shapes fit exactly one of the networks here. A file trained with another class
+    order (its "classes" list) has its output layer's rows put in data.CLASSES order here, so every user of
+    a loaded network (prediction, Grad-CAM, fine-tuning) reads output i as data.CLASSES[i]."""
     blob = read_file(path)
     if isinstance(blob, dict) and "optimizer" in blob and "config" in blob and "epoch" in blob:
         raise WeightsError(f"{path}: a training checkpoint (for --resume), not weights; use model.pth or "
@@ -284,7 +294,12 @@ def load_weights(path, device="cpu", expect=None):
                            f"the run that wrote it diverged")
     model = build(name)
     load_state(model, blob["state_dict"], path)
-    model.classes, model.meta = tuple(classes), blob.get("meta") or {}
+    if classes != list(data.CLASSES):
+        rows = torch.tensor([classes.index(c) for c in data.CLASSES])
+        with torch.no_grad():
+            for p in output_layer(model).parameters():
+                p.copy_(p[rows])
+    model.meta = blob.get("meta") or {}
     return model.to(device).eval(), name
 
 
@@ -350,18 +365,12 @@ def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=Fals
     from tqdm import tqdm
     device = torch.device(device)
     out = []
-    # a file trained with another class order: its outputs mapped to ours
-    order = [[net.classes.index(c) for c in data.CLASSES]
-             if getattr(net, "classes", data.CLASSES) != data.CLASSES else None for net in nets]
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         for x in tqdm(data.batches(images, batch_size, device), total=-(-len(images) // batch_size),
                       leave=False, disable=not progress or None, desc="predicting", dynamic_ncols=True,
                       file=sys.stdout):
             views = list(augment.tta_views(x)) if tta else [x]
-            p = 0
-            for net, idx in zip(nets, order):
-                q = sum(F.softmax(net(v).float(), 1) for v in views)
-                p = p + (q if idx is None else q[:, idx])
+            p = sum(F.softmax(net(v).float(), 1) for net in nets for v in views)
             out.append((p / (len(nets) * len(views))).cpu())
     return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))
 

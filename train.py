@@ -16,7 +16,10 @@ the Trainer), validation and the outputs, then `run` (one training run) and `mai
 """
 import argparse
 import copy
-import hashlib
+try:
+    import fcntl  # the folder lock; Windows has none, and there a run folder is not locked
+except ImportError:
+    fcntl = None
 import math
 import os
 import random
@@ -62,6 +65,9 @@ def make_parser():
     p.add_argument("--decay", type=float, default=0.0, help="inverse-time decay per step (with its schedule)")
     p.add_argument("--plateau-factor", type=float, default=0.1, help="ReduceLROnPlateau factor (PyTorch's)")
     p.add_argument("--plateau-patience", type=int, default=10, help="ReduceLROnPlateau patience, epochs")
+    p.add_argument("--plateau-on", choices=["val-loss", "train-loss"], default="val-loss",
+                   help="the loss ReduceLROnPlateau watches: the validation loss, or the epoch's training loss "
+                   "(whose learning-rate curve matches the report's Figure 8: docs/differences.md)")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
     p.add_argument("--head", choices=["logits", "softmax"], default="logits",
                    help="softmax: a Softmax before the cross-entropy, as the report had (for comparison "
@@ -124,18 +130,22 @@ RANGES = {
 }
 # What a resumed run may change: the optimiser's own numbers are written back into it (a checkpoint's
 # optimiser state would otherwise keep the old ones while config.json claimed the new).
-RESUME_FIXED = ("model", "opt", "schedule", "head", "seed")
+RESUME_FIXED = ("model", "opt", "schedule", "plateau_on", "head", "seed", "train_on_val")
 RESUME_OPTIMISER = ("lr", "wd", "momentum", "plateau_factor", "plateau_patience")
-# The files that make a folder a run's: a new run refuses a folder holding any of them.
-RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv", "config.json")
+# The files that make a folder a run's: a new run refuses a folder holding any of them. config.json alone is
+# not one: a run stopped (even killed) before its first epoch ends has nothing to lose.
+RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv")
 
 
 def parse_args(argv):
     p = make_parser()
     args = p.parse_args(argv)
-    args.given = sorted({a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")})
+    args.given = sorted(cli.given_flags(argv))
+    if args.init and args.resume:
+        p.error("--init starts a new run from weights, --resume continues a run from its checkpoint; "
+                "use one of them")
     if args.resume:
-        args = resumed_args(args, p)
+        args = resumed_args(args, p, argv)
     for flag, (ok, what) in RANGES.items():
         if not ok(getattr(args, flag)):
             p.error(f"--{flag.replace('_', '-')} must be {what}, got {getattr(args, flag)}")
@@ -147,6 +157,16 @@ def parse_args(argv):
     if args.decay and args.schedule != "inverse-time":
         p.error(f"--decay is the inverse-time schedule's; --schedule {args.schedule} ignores it "
                 "(add --schedule inverse-time)")
+    given = set(args.given)
+    if "momentum" in given and args.opt != "sgd":
+        p.error(f"--momentum is SGD's; --opt {args.opt} has none (add --opt sgd)")
+    ignored = sorted(given & {"plateau_factor", "plateau_patience", "plateau_on"})
+    if ignored and args.schedule != "plateau":
+        p.error(f"--{ignored[0].replace('_', '-')} sets ReduceLROnPlateau; --schedule {args.schedule} does "
+                "not use it")
+    if args.class_weighted_loss and args.sampler == "weighted":
+        p.error("--class-weighted-loss and --sampler weighted both correct the class imbalance; use one "
+                "(add --sampler shuffle)")
     if args.train_on_val and args.early_stop:
         p.error("--early-stop watches the validation loss, which --train-on-val trains on; use one of them")
     try:
@@ -178,8 +198,12 @@ def parse_args(argv):
     return args
 
 
-def resumed_args(args, p):
+def resumed_args(args, p, argv):
     """The checkpoint's own configuration, with only the flags given on this command line changed."""
+    if os.path.isdir(args.resume):
+        inside = os.path.join(args.resume, "checkpoint.pth")
+        p.error(f"--resume {args.resume}: a folder; " + (f"resume with --resume {inside}" if
+                os.path.isfile(inside) else "it holds no checkpoint.pth to resume"))
     ckpt = models.read_file(args.resume)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "optimizer" not in ckpt:
         raise models.WeightsError(f"{args.resume}: not a checkpoint.pth of train.py")
@@ -191,11 +215,15 @@ def resumed_args(args, p):
                     f"not {getattr(args, k)}; to change it, start a new run from its weights with --init")
         config[k] = getattr(args, k)
     config["resume"], config["given"] = args.resume, args.given
+    # config.json keeps the command that started the run and, after it, each one that continued it
+    config["resumed_with"] = config.get("resumed_with", []) + ["python train.py " + shlex.join(argv)]
     if "out" not in args.given:
         config["out"] = os.path.dirname(os.path.abspath(args.resume))
-    if ckpt["epoch"] >= config["epochs"]:
+    finished = os.path.exists(os.path.join(os.path.dirname(os.path.abspath(args.resume)), "last.pth"))
+    if ckpt["epoch"] >= config["epochs"] and finished:
         p.error(f"--resume {args.resume}: the run has finished {ckpt['epoch']} epochs already; "
                 f"pass --epochs N with N > {ckpt['epoch']} to train on")
+    # a run stopped after its last epoch but before last.pth: the resume trains nothing and finishes it
     return argparse.Namespace(**config)
 
 
@@ -341,6 +369,8 @@ class Trainer:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[args.amp]
         torch.manual_seed(args.seed)  # the same on every rank: one initial network
         self.net = models.build(args.model)
+        if args.head == "softmax":  # the report's network as it was, its output layer Kaiming-normal too
+            models.kaiming_output_layer(self.net)
         if args.init and not args.resume:  # a resumed run's own weights replace these anyway
             self.net.load_state_dict(models.load_weights(args.init, expect=args.model)[0].state_dict())
         self.net = self.net.to(device, memory_format=torch.channels_last)
@@ -436,7 +466,7 @@ class Trainer:
         loss_sum, correct = sums.tolist()  # the epoch's one sync
         return loss_sum / (steps * bs), correct / (steps * bs)
 
-    def state(self, epoch, history, best_val_loss, data_id):
+    def state(self, epoch, history, best_val_loss, data_id, val_id):
         """Everything --resume needs. Under torchrun every rank calls it (it gathers each rank's augmentation
         stream); rank 0 writes it."""
         augment_ranks = [self.aug_gen.get_state().cpu()]
@@ -445,7 +475,8 @@ class Trainer:
             dist.all_gather_object(augment_ranks, self.aug_gen.get_state().cpu())
         return {"config": vars(self.args), "device": self.device.type, "world": self.world,
                 "epoch": epoch, "history": history, "best_val_loss": best_val_loss,
-                "data_id": data_id, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "data_id": data_id, "val_id": val_id, "model": self.net.state_dict(),
+                "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else {},
                 "ema_updates": self.averager.updates if self.averager else 0,
@@ -480,13 +511,6 @@ def validate(net, images, labels, device, autocast, batch_size=1024, head="logit
         dist.all_reduce(sums)
     loss_sum, correct = sums.tolist()
     return loss_sum / len(labels), correct / len(labels)
-
-
-def fingerprint(images, labels):
-    """Identifies the training data, so --resume refuses a checkpoint made on other data."""
-    h = hashlib.sha1(labels.numpy().tobytes())
-    h.update(images.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -535,30 +559,29 @@ def plot_curves(out, history):
 
 def claim(out):
     """Marks `out` as this run's for as long as it trains: a second run into the same folder (two commands, or
-    two started in the same second) is refused instead of both writing the same files. A claim whose process
-    is gone (killed) is taken over."""
+    two started in the same second) is refused instead of both writing the same files. The mark is an flock
+    on training.lock, which the system lifts when the process ends in any way (Ctrl-C, SIGTERM, SIGKILL, a
+    crash), so no claim outlives its run, and no other process that happens to reuse its number keeps it."""
     os.makedirs(out, exist_ok=True)
-    lock = os.path.join(out, "training.lock")
-    for _ in range(2):
+    lock = open(os.path.join(out, "training.lock"), "a+")
+    if fcntl is not None:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                with open(lock) as f:
-                    pid = int(f.read().strip() or 0)
-                os.kill(pid, 0)  # signal 0: only asks whether the process exists
-            except (ValueError, ProcessLookupError, FileNotFoundError):  # a dead run's claim, or a half-written one
-                if os.path.exists(lock):
-                    os.remove(lock)
-                continue
-            except PermissionError:  # alive, another user's
-                pass
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            pid = lock.read().strip() or "?"
+            lock.close()
             raise files.OutputError(f"{out}: another training (process {pid}) is writing into it; wait "
                                     f"for it or choose another --out") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return lock
-    raise files.OutputError(f"{out}: cannot claim it for this run (training.lock)")
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def release(lock):
+    os.remove(lock.name)  # before the lock goes: no second run can take a lock on a file about to vanish
+    lock.close()
 
 
 def default_out():
@@ -597,7 +620,7 @@ def run(args, device, rank, world):
             f"{args.plateau_patience} can lower the learning rate (a patience under the early stop lets it act)")
     if args.train_on_val:
         splits["train"] = tuple(torch.cat([a, b]) for a, b in zip(splits["train"], splits["val"]))
-    data_id = fingerprint(*splits["train"])
+    data_id, val_id = data.fingerprint(*splits["train"]), data.fingerprint(*splits["val"])
     trainer = Trainer(args, splits, device, rank, world)
     history, best_val_loss, start = [], math.inf, 1
     if args.resume:
@@ -605,10 +628,17 @@ def run(args, device, rank, world):
         if ckpt.get("data_id") != data_id:
             raise models.WeightsError(f"{args.resume}: the checkpoint was trained on other data than "
                                       f"--data {args.data}")
+        if ckpt.get("val_id", val_id) != val_id:  # checkpoints before val_id: not checked
+            raise models.WeightsError(f"{args.resume}: the checkpoint was validated on other images than "
+                                      f"--data {args.data} gives; its history and best epoch would mix two "
+                                      f"validation sets")
         trainer.load_state(ckpt, args.resume)
         history, best_val_loss, start = ckpt["history"], ckpt["best_val_loss"], ckpt["epoch"] + 1
+        say(f"resuming at epoch {start} of {args.epochs}" if start <= args.epochs else
+            f"all {args.epochs} epochs are trained; finishing the run (last.pth, curves, the closing score)")
+    config_path = os.path.join(out, "config.json")
     if master:
-        files.write_json(os.path.join(out, "config.json"), vars(args))
+        files.write_json(config_path, vars(args))
     counts = {k: len(v[1]) for k, v in splits.items()}
     threads = f"{torch.get_num_threads()} threads"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
@@ -623,7 +653,7 @@ def run(args, device, rank, world):
     def save_epoch_weights(name, row):
         models.save_weights(os.path.join(out, name), trainer.eval_net, args.model, meta={
             "epoch": row["epoch"], "val_loss": row["val_loss"], "val_acc": row["val_acc"],
-            "config": vars(args)})
+            "config": vars(args), "data_id": data_id})
 
     def saved_so_far():  # what Ctrl-C or a failure leaves behind: only what is really on disk
         if saved_epoch < 1:
@@ -642,13 +672,13 @@ def run(args, device, rank, world):
                                          trainer.autocast(), head=args.head, rank=rank, world=world)
             lr = trainer.opt.param_groups[0]["lr"]
             if args.schedule == "plateau":
-                trainer.sched.step(val_loss)
+                trainer.sched.step(train_loss if args.plateau_on == "train-loss" else val_loss)
             history.append({"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                             "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
                             "seconds": time.perf_counter() - t0})
             improved = val_loss < best_val_loss
             best_val_loss = min(val_loss, best_val_loss)
-            checkpoint = trainer.state(epoch, history, best_val_loss, data_id)  # every rank: it gathers
+            checkpoint = trainer.state(epoch, history, best_val_loss, data_id, val_id)  # every rank: it gathers
             if master:
                 if improved or args.train_on_val:  # trained on val: nothing to select by, keep the last
                     save_epoch_weights("model.pth", history[-1])
@@ -665,25 +695,36 @@ def run(args, device, rank, world):
             if args.early_stop and epoch - best_epoch >= args.early_stop:
                 say(f"early stop: no better validation loss since epoch {best_epoch}")
                 break
-    except KeyboardInterrupt:
+        if master:
+            finish(out, history, splits, args, save_epoch_weights, device)
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM (cli.run turns it into this)
         sys.exit(f"\ninterrupted; {saved_so_far()}" if master else 130)
-    except torch.cuda.OutOfMemoryError:
-        sys.exit(f"train.py: out of GPU memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}"
-                 if master else 1)
+    except (RuntimeError, MemoryError) as e:
+        if not cli.out_of_memory(e):
+            raise
+        where = "GPU" if isinstance(e, torch.cuda.OutOfMemoryError) else "CPU"
+        sys.exit(f"train.py: out of {where} memory at --bs {args.bs}; try --bs {max(1, args.bs // 2)}; "
+                 f"{saved_so_far()}" if master else 1)
     except cli.UserError as e:  # an output that could not be written (a full disk)
         raise type(e)(f"{e}; {saved_so_far()}") from None
-    if master:
-        plot_curves(out, history)  # the last epochs too, whenever the last drawing was
-        # the end of the schedule: with cosine often the better one
-        save_epoch_weights("last.pth", history[-1])
-        best, name = models.load_weights(os.path.join(out, "model.pth"), device)
-        split, images, labels = data.choose_split(splits, None, args.data)
-        loss, acc = validate(best, images, labels, device, trainer.autocast(), head=args.head)
-        best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
-        kept = f"last epoch's weights (epoch {history[-1]['epoch']}, trained on val too)" \
-            if args.train_on_val else f"best weights (epoch {best_epoch})"
-        print(f"{kept}: {splits.title(split)} accuracy {100 * acc:.2f}% (loss {loss:.4f}) -> "
-              f"{os.path.join(out, 'model.pth')}; last epoch's -> {os.path.join(out, 'last.pth')}")
+    finally:
+        if master and saved_epoch < 1 and os.path.exists(config_path):
+            os.remove(config_path)  # nothing trained: the folder is not a run (main removes it if new)
+
+
+def finish(out, history, splits, args, save_epoch_weights, device):
+    """The end of a run: the curves, last.pth (the end of the schedule: with cosine often the better one) and
+    the closing score of model.pth, computed as evaluate.py computes it (fp32), so both print one figure."""
+    plot_curves(out, history)
+    save_epoch_weights("last.pth", history[-1])
+    best, _ = models.load_weights(os.path.join(out, "model.pth"), device)
+    split, images, labels = data.choose_split(splits, None, args.data)
+    acc = (models.predict_proba([best], images, device).argmax(1) == labels).float().mean().item()
+    best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
+    kept = f"last epoch's weights (epoch {history[-1]['epoch']}, trained on val too)" \
+        if args.train_on_val else f"best weights (epoch {best_epoch})"
+    print(f"{kept}: {splits.title(split)} accuracy {100 * acc:.2f}% -> {os.path.join(out, 'model.pth')}; "
+          f"last epoch's -> {os.path.join(out, 'last.pth')}")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -727,7 +768,7 @@ def main(argv=None):
         if world > 1:
             dist.destroy_process_group()
         if rank == 0:
-            os.remove(lock)
+            release(lock)
             if made_out and not os.listdir(args.out):
                 # a run that stopped before writing anything (bad data, Ctrl-C) leaves no
                 # folder

@@ -73,6 +73,18 @@ def run_script(script, *args, cwd=None):
     starting an interpreter and importing torch costs more than most tests (35-60 s each on a slow CI
     machine). Returns a CompletedProcess: the exit code and what was printed. Tests that need a real
     process (pipes, torchrun) use subprocess themselves."""
+    return captured(lambda: runpy.run_path(os.path.join(ROOT, script), run_name="__main__"), script, args, cwd)
+
+
+def run_here(module, *args):
+    """`python MODULE.py ARGS` through cli.run with the already imported module's main, so that a test's
+    monkeypatches reach it (run_script executes a fresh copy of the file). Returns a CompletedProcess."""
+    import cli
+    script = module.__name__ + ".py"
+    return captured(lambda: cli.run(module.main, script), script, args)
+
+
+def captured(call, script, args, cwd=None):
     out, err, code = io.StringIO(), io.StringIO(), 0
     argv, here = sys.argv, os.getcwd()
     sys.argv = [script, *map(str, args)]
@@ -81,7 +93,7 @@ def run_script(script, *args, cwd=None):
             os.chdir(cwd)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                runpy.run_path(os.path.join(ROOT, script), run_name="__main__")
+                call()
             except SystemExit as e:  # sys.exit("text") prints the text and exits 1, as Python does
                 if isinstance(e.code, int) or e.code is None:
                     code = e.code or 0

@@ -45,6 +45,18 @@ def test_kaggle_fer2013_csv_maps_usage_to_splits(tmp_path, small):
     assert splits["train"][0].dtype == torch.uint8 and splits["train"][1].dtype == torch.int64
 
 
+def test_the_reports_test_set_is_publictest_and_privatetest_together(tmp_path, small):
+    images, labels = small
+    path = write(tmp_path / "fer2013.csv", "emotion,pixels,Usage\n" + kaggle_rows(images, labels, USAGE))
+    splits = data.load(path)
+    split, x, y = data.choose_split(splits, "val+test", path)
+    assert torch.equal(x, torch.from_numpy(images[50:])) and torch.equal(y, torch.from_numpy(labels[50:]))
+    assert splits.title(split) == "val+test (PublicTest + PrivateTest)"
+    del splits["test"]  # the development copy: PrivateTest held out
+    with pytest.raises(data.cli.FlagError, match="has no test split"):
+        data.choose_split(splits, "val+test", path)
+
+
 def test_icml_face_data_header_with_spaces_and_gzip(tmp_path, small):
     images, labels = small
     rows = "".join(f"{y}, {u}, {p}\n" for y, p, u in zip(labels, pixel_strings(images), USAGE))

@@ -268,6 +268,29 @@ def test_flags_out_of_range_are_usage_errors(tmp_path, capsys, monkeypatch, flag
     assert e.value.code == 2 and words in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags,words", [
+    (["--momentum", "0.5"], "--momentum is SGD's; --opt adam has none"),
+    (["--schedule", "cosine", "--plateau-patience", "3"], "--plateau-patience sets ReduceLROnPlateau"),
+    (["--schedule", "cosine", "--plateau-on", "train-loss"], "--plateau-on sets ReduceLROnPlateau"),
+    (["--class-weighted-loss"], "--class-weighted-loss and --sampler weighted both correct"),
+    (["--init", "a.pth", "--resume", "b.pth"], "--init starts a new run from weights, --resume continues"),
+])
+def test_a_flag_that_would_be_ignored_is_refused(capsys, flags, words):
+    import train
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(FAST + flags)
+    assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script,flags", [("evaluate.py", ["--split", "val"]),
+                                          ("evaluate.py", ["--data", "synthetic"]),
+                                          ("gradcam.py", ["--n", "3", "--out", "g.png"])])
+def test_images_and_a_data_set_are_one_or_the_other(tmp_path, script, flags):
+    models.save_weights(tmp_path / "r.pth", models.build("resnet"), "resnet")
+    one_line(run_main(script, "--weights", tmp_path / "r.pth", "--images", tmp_path / "me.jpg", *flags), 2,
+             "--images", "use one of them")
+
+
 def test_sgd_without_momentum_is_plain_sgd():
     import train
     args = train.parse_args(FAST + ["--opt", "sgd", "--momentum", "0"])
@@ -307,6 +330,8 @@ def test_resume_refuses_another_optimiser_or_schedule(tmp_path):
     one_line(run_main("train.py", "--resume", ckpt, "--opt", "sgd"), 2,
              "trains with --opt adam, not sgd", "--init")
     one_line(run_main("train.py", "--resume", ckpt, "--schedule", "cosine"), 2, "--schedule plateau")
+    one_line(run_main("train.py", "--resume", ckpt, "--train-on-val"), 2, "--train-on-val False, not True")
+    one_line(run_main("train.py", "--resume", tmp_path / "run"), 2, f"resume with --resume {ckpt}")
 
 
 def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path):
@@ -423,11 +448,7 @@ def test_two_photos_with_one_stem_get_two_outputs(tmp_path, weights):
 def test_a_run_folder_is_never_shared_or_reused(tmp_path, monkeypatch):
     import os
     import train
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "training.lock").write_text(str(os.getpid()))  # a live training owns it
-    one_line(run_main("train.py", *FAST, "--epochs", "1", "--out", run), 1, "another training", "is writing")
-    (run / "training.lock").write_text("999999999")  # its process is gone: the claim is stale
+    run = tmp_path / "run"  # a folder being written by a live training: tests/test_stops.py
     assert run_main("train.py", *FAST, "--epochs", "1", "--out", run)[0] == 0
     assert not (run / "training.lock").exists()
     (run / "checkpoint.pth").unlink()  # model.pth is still there
@@ -475,7 +496,7 @@ def test_a_video_cut_short_is_not_reported_as_written(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 # Silent wrong answers
 
-def test_a_folder_without_splits_is_scored_whole(tmp_path, faces, weights):
+def test_a_folder_without_splits_is_scored_whole(tmp_path, faces, weights, monkeypatch):
     from PIL import Image
     images, labels = faces
     for k in range(70):
@@ -494,6 +515,23 @@ def test_a_folder_without_splits_is_scored_whole(tmp_path, faces, weights):
     assert run_main("train.py", *FAST[2:], "--data", tmp_path / "ck", "--epochs", "1", "--out", tmp_path / "r")[0] == 0
     code, out, err = run_main("evaluate.py", "--weights", tmp_path / "r" / "model.pth", "--data", tmp_path / "ck")
     assert code == 0 and "scoring the 10% that train.py held out" in out and "on 7 images" in out, out + err
+    # ... however the path is spelt, and wherever the same faces were moved
+    shutil.copytree(tmp_path / "ck", tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main("evaluate.py", "--weights", "r/model.pth", "--data", "moved")
+    assert code == 0 and "scoring the 10% that train.py held out" in out and "on 7 images" in out, out + err
+
+
+def test_resume_refuses_changed_validation_images(tmp_path, faces):
+    images, labels = faces
+    usage = ["Training"] * 300 + ["PublicTest"] * 50
+    data.write_csv(str(tmp_path / "a.csv"), images, labels, usage)
+    assert run_main("train.py", *FAST[2:], "--data", tmp_path / "a.csv", "--epochs", "1", "--out", tmp_path / "r")[0] == 0
+    labels = labels.copy()
+    labels[-1] = (labels[-1] + 1) % 7  # one validation label corrected; the training rows are the same
+    data.write_csv(str(tmp_path / "a.csv"), images, labels, usage)
+    one_line(run_main("train.py", "--resume", tmp_path / "r" / "checkpoint.pth", "--epochs", "2"), 1,
+             "validated on other images", "mix two validation sets")
 
 
 def test_weights_trained_on_val_warn_when_scored_on_val(tmp_path):
@@ -530,6 +568,11 @@ def test_the_inverse_time_schedule_decays_every_step():
         assert trainer.opt.param_groups[0]["lr"] == pytest.approx(0.05 / (1 + 0.01 * step))
 
 
+def train_history(out, *args):
+    assert run_main("train.py", *FAST, "--epochs", "1", "--out", out, *args)[0] == 0
+    return [line.split(",")[:-1] for line in (out / "history.csv").read_text().splitlines()]  # not seconds
+
+
 def test_a_weights_files_own_class_order_is_honoured_and_nan_weights_refused(tmp_path):
     net = models.build("mlp").eval()
     order = [6, 5, 4, 3, 2, 1, 0]
@@ -546,6 +589,13 @@ def test_a_weights_files_own_class_order_is_honoured_and_nan_weights_refused(tmp
     images = torch.from_numpy(synthetic.synthetic_faces(20, seed=2)[0])
     a, b = (models.predict_proba(models.load_nets([tmp_path / n], "cpu"), images, "cpu") for n in ("a.pth", "b.pth"))
     assert torch.allclose(a, b, atol=1e-6)
+    # every reader goes through the one loading path, which puts the outputs in data.CLASSES order: the
+    # raw outputs (Grad-CAM's target, camera.py, --init's starting point) are the same network's
+    x = data.normalize(images[:, None].float() / 255)
+    a, b = (models.load_weights(tmp_path / n)[0](x) for n in ("a.pth", "b.pth"))
+    assert torch.allclose(a, b, atol=1e-5)
+    runs = [train_history(tmp_path / n, "--init", tmp_path / f"{n}.pth") for n in ("a", "b")]
+    assert runs[0] == runs[1]
     blob["state_dict"] = {k: v * float("nan") for k, v in blob["state_dict"].items()}
     torch.save(blob, tmp_path / "nan.pth")
     one_line(run_main("evaluate.py", "--weights", tmp_path / "nan.pth", "--data", "synthetic"), 1,
