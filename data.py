@@ -158,9 +158,13 @@ def read_csv(path):
         what = "damaged, or not the compressed file its name says" if compressed and isinstance(
             e, COMPRESSION_ERRORS + (OSError,)) else "not a readable CSV"
         raise DataError(f"{path}: {what} ({(str(e).splitlines() or [type(e).__name__])[0][:120]})") from None
-    df.columns = [str(c).strip().lower() for c in df.columns]  # icml_face_data.csv has " Usage", " pixels"
-    if len(set(df.columns)) < len(df.columns):  # "emotion" and "Emotion": which one is meant?
-        twice = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    # The header as written: pandas renames a repeated name ("emotion", "emotion.1"), which would hide it.
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, skipinitialspace=True,
+                         keep_default_na=False).iloc[0].tolist()
+    names = [str(c).strip().lower() for c in header]  # icml_face_data.csv has " Usage", " pixels"
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    if len(set(names)) < len(names):  # "emotion" and "Emotion", or "emotion" twice: which one is meant?
+        twice = sorted({c for c in names if names.count(c) > 1})
         s, verb = ("s", "appear") if len(twice) > 1 else ("", "appears")
         raise DataError(f"{path}: the column{s} {', '.join(twice)} {verb} "
                         f"twice (names are read without case); keep one")
@@ -250,7 +254,10 @@ def class_index(name):
 def visible(folder):
     """The entries of a folder, sorted, without hidden ones (.DS_Store, ._x.png from macOS,
     .ipynb_checkpoints)."""
-    return sorted(e for e in os.listdir(folder) if not e.startswith("."))
+    try:
+        return sorted(e for e in os.listdir(folder) if not e.startswith("."))
+    except OSError as e:  # no permission, or gone while being read
+        raise DataError(f"{folder}: cannot read this folder ({e.strerror})") from None
 
 
 def read_image_tree(root):
@@ -265,6 +272,12 @@ def read_image_tree(root):
                                 f"keep one")
     notes, unknown = [], []
     if split_dirs:
+        beside = [d for d in visible(root) if d not in split_dirs]
+        if beside:
+            shown = ", ".join(beside[:4]) + (", ..." if len(beside) > 4 else "")
+            notes.append(f"{root}: {len(beside)} entr{'ies' if len(beside) > 1 else 'y'} beside the split "
+                         f"folders left out ({shown}): with split folders ({', '.join(split_dirs)}), "
+                         f"only they are read")
         splits = {FOLDERS[d.lower()]: read_class_folders(os.path.join(root, d), notes, unknown)
                   for d in split_dirs}
         return splits, {FOLDERS[d.lower()]: f"{d}/" for d in split_dirs}, notes, unknown
@@ -277,10 +290,11 @@ def read_class_folders(folder, notes, unknown):
     """Every image of every class folder. A folder that is not a FER2013 class (CK+'s contempt) is left out
     and noted; so are files of a kind the reader does not take and folders inside a class folder. A class
     folder that yields no image at all is an error: it would silently train or score a class on nothing."""
-    images, labels, skipped_classes = [], [], []
+    images, labels, skipped_classes, loose, folders_of = [], [], [], [], {}
     for name in visible(folder):
         sub = os.path.join(folder, name)
         if not os.path.isdir(sub):
+            loose.append(name)
             continue
         label = class_index(name)
         if label is None:
@@ -301,6 +315,15 @@ def read_class_folders(folder, notes, unknown):
                             f"{', '.join(IMAGE_EXTS)} files directly inside it)")
         images += [read_image(os.path.join(sub, f)) for f in files_]
         labels += [label] * len(files_)
+        folders_of.setdefault(label, []).append(name)
+    for label, names in folders_of.items():
+        if len(names) > 1:  # "happy" and "Happy", or "happy" and "happiness"
+            notes.append(f"{folder}: folders {' and '.join(map(repr, names))} are all class "
+                         f"{CLASSES[label]}: their images are read as one class")
+    if loose:
+        shown = ", ".join(loose[:3]) + (", ..." if len(loose) > 3 else "")
+        notes.append(f"{folder}: {len(loose)} file{'s' * (len(loose) > 1)} directly inside it left out "
+                     f"({shown}): images are read from the class folders inside it")
     if skipped_classes:
         notes.append(f"{folder}: class folder{'s' * (len(skipped_classes) > 1)} "
                      f"{', '.join(map(repr, skipped_classes))} left out: "
@@ -323,16 +346,28 @@ def read_image(path):
     return grey
 
 
+DEEP_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's 16- and 32-bit grey modes
+
+
 def read_grey(path):
     """An image file as uint8 grey [H, W] at its own size: turned upright as its EXIF orientation tag says
     (phone photos are often stored sideways), 16- and 32-bit grey scaled to 8 bits (Pillow's convert("L")
     clips them to white), colour by Pillow's luminance."""
     from PIL import Image, ImageOps
+    if os.path.exists(path) and not os.path.isfile(path):  # os.stat only: opening a FIFO with no writer hangs
+        raise DataError(f"{path}: not a picture file (a folder, pipe or device: a picture is read twice, to "
+                        f"find faces and to draw them); save it to a file first")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # a photo of 89-179 megapixels reads (phones take them); over that it is refused below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+            if im.mode in DEEP_GREY:
                 values = np.asarray(im, dtype=np.float64)
+                finite = np.isfinite(values)  # a NaN pixel (float TIFFs) is black, not the whole picture
+                values = np.where(finite, values, 0.0)
                 peak = values.max()
                 if im.mode == "F":  # floats: 0-1, 0-255, or any other range, scaled by its own peak
                     top = 1.0 if peak <= 1 else 255.0 if peak <= 255 else peak
@@ -489,6 +524,8 @@ def main(argv=None):
     if args.synthetic:
         if not 7 <= args.n <= 1_000_000:  # a million faces is a 4.6 GB CSV; more only exhausts the memory
             p.error(f"--n must be 7 to 1,000,000 (one face per class at least), got {args.n}")
+        if os.path.exists(args.synthetic):  # it may be someone's real data
+            raise files.OutputError(f"{args.synthetic}: already exists; choose another name or delete it")
         files.check_writable(args.synthetic)
         images, labels = synthetic.synthetic_faces(args.n, args.seed)
         write_csv(args.synthetic, images, labels, synthetic.synthetic_usage(args.n))

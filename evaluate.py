@@ -146,6 +146,10 @@ def main(argv=None):
         files.check_writable(args.json, inputs=inputs)
     if args.out:
         files.check_writable(args.out, folder=True, inputs=inputs)
+    if args.json and args.out:  # the JSON must not land on a picture this run writes, nor one on it
+        pictures = files.unique_names(args.images, "_faces.png") if args.images else ["confusion_matrix.png"]
+        if any(files.same_place(args.json, os.path.join(args.out, n)) for n in pictures):
+            p.error(f"--json {args.json}: is also where --out writes a picture; choose another name")
     chose_data = cli.given_flags(argv) & {"data", "split"}
     if args.images and chose_data:
         p.error(f"--{sorted(chose_data)[0]} picks a data set to score; --images classifies the "

@@ -10,6 +10,7 @@ used where it is installed; OpenCV's Haar cascade (`pip install -r requirements-
 cascade, the parameters and the margins were chosen by measurement (tools/measure_faces.py, docs/faces.md).
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -137,7 +138,13 @@ def label_faces(rgb, boxes, texts):
 
 
 def read_rgb(path):
-    """The picture in colour, upright as data.read_grey turns it, for drawing on."""
+    """The picture in colour, upright as data.read_grey turns it, for drawing on. Deep grey (16-bit, float)
+    is scaled as data.read_grey scales it: Pillow's convert("RGB") would clip it to white."""
     from PIL import Image, ImageOps
-    with Image.open(path) as im:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # as data.read_grey
+        im = Image.open(path)
+    with im:
+        if im.mode in data.DEEP_GREY:
+            return np.repeat(data.read_grey(path)[..., None], 3, axis=2)
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))

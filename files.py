@@ -70,9 +70,12 @@ def check_writable(path, folder=False, inputs=()):
     written, and is none of `inputs` (no output ever replaces a file it was made from). Missing parent
     folders are made. Tries a real file rather than os.access, which says yes to root everywhere."""
     path = str(path)
-    for given in inputs:
+    for given in map(str, inputs):
         if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
             raise OutputError(f"{path}: is also an input ({given}); choose another output name")
+        if os.path.isdir(given) and inside(path, given):
+            raise OutputError(f"{path}: is inside the data folder {given}, where what is written would be "
+                              f"read as faces next time; write it elsewhere")
     target = os.path.abspath(path if folder else os.path.dirname(os.path.abspath(path)))
     if not folder and os.path.isdir(path):
         raise OutputError(f"{path}: is a folder; give a file name")
@@ -90,6 +93,17 @@ def check_writable(path, folder=False, inputs=()):
     except OSError as e:
         raise OutputError(f"{path}: cannot write {'into it' if folder else 'it'} "
                           f"({e.strerror or errno.errorcode.get(e.errno, e)})") from None
+
+
+def same_place(a, b):
+    """Whether two paths (which need not exist yet) name one file."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def inside(path, folder):
+    """Whether `path` (which need not exist yet) lies within `folder`, however either is spelt."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def unique_names(paths, suffix):

@@ -132,6 +132,9 @@ RANGES = {
 # optimiser state would otherwise keep the old ones while config.json claimed the new).
 RESUME_FIXED = ("model", "opt", "schedule", "plateau_on", "head", "seed", "train_on_val")
 RESUME_OPTIMISER = ("lr", "wd", "momentum", "plateau_factor", "plateau_patience")
+# What a checkpoint.pth holds, by kind: one altered by hand or by another program is refused in one line.
+CHECKPOINT_KINDS = {"config": dict, "epoch": int, "history": list, "best_val_loss": float, "model": dict,
+                    "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict}
 # The files that make a folder a run's: a new run refuses a folder holding any of them. config.json alone is
 # not one: a run stopped (even killed) before its first epoch ends has nothing to lose.
 RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv")
@@ -207,6 +210,11 @@ def resumed_args(args, p, argv):
     ckpt = models.read_file(args.resume)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "optimizer" not in ckpt:
         raise models.WeightsError(f"{args.resume}: not a checkpoint.pth of train.py")
+    wrong = [k for k, kind in CHECKPOINT_KINDS.items() if not isinstance(ckpt.get(k), kind)]
+    if wrong:
+        raise models.WeightsError(f"{args.resume}: an incomplete or altered checkpoint.pth ("
+                                  f"{wrong[0]!r} is {type(ckpt.get(wrong[0])).__name__}); resume from one "
+                                  f"that train.py wrote")
     config = {**vars(p.parse_args([])), **ckpt["config"]}  # flags newer than the checkpoint: their defaults
     for k in set(args.given) - {"resume"}:
         if k in RESUME_FIXED and getattr(args, k) != config[k]:
@@ -756,7 +764,7 @@ def main(argv=None):
             args.out = default_out()
         made_out = not os.path.exists(args.out)
         # before the data loads and the hours of training, not after
-        files.check_writable(args.out, folder=True)
+        files.check_writable(args.out, folder=True, inputs=[args.data])
         lock = claim(args.out)
     if world > 1 and stamped:  # rank 0 chose runs/<timestamp>; every rank must write that one into its state
         shared = [args.out]

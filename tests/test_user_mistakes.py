@@ -7,6 +7,7 @@ import errno
 import gzip
 import io
 import lzma
+import os
 import pickle
 import struct
 import zipfile
@@ -435,6 +436,36 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, weights):
     assert photo.read_bytes() == original
 
 
+def test_outputs_never_land_on_each_other_nor_inside_the_data(tmp_path, weights, faces):
+    from PIL import Image
+    photo = tmp_path / "me.png"
+    Image.fromarray(np.full((200, 200), 90, np.uint8)).save(photo)
+    one_line(run_main("evaluate.py", "--weights", weights, "--images", photo, "--out", tmp_path / "o",
+                      "--json", tmp_path / "o" / "me_faces.png"), 2, "--json", "where --out writes a picture")
+    one_line(run_main("evaluate.py", "--weights", weights, "--data", "synthetic", "--out", tmp_path / "o",
+                      "--json", tmp_path / "o" / "confusion_matrix.png"), 2, "--json", "where --out writes")
+    root = image_tree(tmp_path / "tree", ("train", "test"), faces)
+    for script, flags in (("evaluate.py", ["--weights", weights, "--out", root / "test" / "happy"]),
+                          ("train.py", [*FAST[2:], "--epochs", "1", "--out", root / "runs" / "a"])):
+        one_line(run_main(script, "--data", root, *flags), 1, "inside the data folder", "read as faces")
+    assert sorted(os.listdir(root)) == ["test", "train"]
+    existing = tmp_path / "mine.csv"
+    existing.write_text("emotion,pixels\n")
+    one_line(run_main("data.py", "--synthetic", existing, "--n", "14"), 1, "mine.csv: already exists")
+    assert existing.read_text() == "emotion,pixels\n"
+
+
+def test_shipping_checks_everything_before_writing_and_never_replaces_its_input(tmp_path):
+    run = tmp_path / "run"
+    assert run_main("train.py", *FAST, "--epochs", "1", "--out", run)[0] == 0
+    one_line(run_main("tools/ship.py", run, tmp_path / "w" / "x", "--data", tmp_path / "none.csv"), 2,
+             "--data", "no such file")
+    assert not (tmp_path / "w").exists()  # nothing half-shipped
+    model = (run / "model.pth").read_bytes()
+    one_line(run_main("tools/ship.py", run, run / "model", "--data", "synthetic"), 1, "is also an input")
+    assert (run / "model.pth").read_bytes() == model and not (run / "model_history.csv").exists()
+
+
 def test_two_photos_with_one_stem_get_two_outputs(tmp_path, weights):
     from PIL import Image
     for name, value in (("1.jpg", 60), ("1.png", 200)):
@@ -629,6 +660,52 @@ def test_32_bit_and_float_tiffs_are_scaled_not_saturated(tmp_path):
         assert got.min() == 0 and 100 < got[24, 24] < 200 and got.max() > 120, name  # a ramp, not white
 
 
+def test_a_nan_pixel_is_black_and_a_deep_grey_photo_is_drawn_as_it_reads(tmp_path):
+    from PIL import Image
+    import faces as finder
+    ramp = np.linspace(0, 1, 48 * 48).reshape(48, 48).astype(np.float32)
+    Image.fromarray(ramp).save(tmp_path / "f.tif")
+    ramp[3, 5] = np.nan
+    Image.fromarray(ramp).save(tmp_path / "nan.tif")
+    clean, nan = data.read_grey(str(tmp_path / "f.tif")), data.read_grey(str(tmp_path / "nan.tif"))
+    assert nan[3, 5] == 0 and np.array_equal(np.delete(nan.ravel(), 3 * 48 + 5), np.delete(clean.ravel(), 3 * 48 + 5))
+    Image.fromarray((ramp[:, :] * 0 + 30000).astype(np.uint16)).save(tmp_path / "g16.png")  # 16-bit mid grey
+    drawn = finder.read_rgb(str(tmp_path / "g16.png"))
+    assert drawn.shape == (48, 48, 3) and np.array_equal(drawn[..., 0], data.read_grey(str(tmp_path / "g16.png")))
+    assert 100 < drawn.mean() < 140  # not clipped to white
+
+
+def test_a_photo_between_pillows_warning_and_its_limit_reads_without_a_warning(tmp_path, monkeypatch):
+    import warnings
+    from PIL import Image
+    Image.fromarray(np.full((40, 40), 90, np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1,600 pixels: over the warning, under 2x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert data.read_grey(str(tmp_path / "big.png")).shape == (40, 40)
+
+
+def test_what_is_merged_or_left_out_of_a_folder_tree_is_said(tmp_path, faces):
+    from PIL import Image
+    images, _ = faces
+    root = image_tree(tmp_path / "t", ("train", "test"), faces)
+    Image.fromarray(images[0]).save(root / "train" / "stray.png")  # directly inside a split folder
+    (root / "happy").mkdir()  # a class folder beside the split folders
+    Image.fromarray(images[0]).save(root / "happy" / "x.png")
+    (root / "train" / "Happiness").mkdir()  # a second folder for one class
+    Image.fromarray(images[1]).save(root / "train" / "Happiness" / "y.png")
+    notes = " | ".join(data.load(str(root)).notes)
+    assert "beside the split folders left out (happy)" in notes
+    assert "1 file directly inside it left out (stray.png)" in notes
+    assert "folders 'Happiness' and 'happy' are all class happy" in notes
+
+
+def test_a_repeated_column_is_refused_not_read_as_the_first(tmp_path):
+    (tmp_path / "x.csv").write_text("emotion,pixels,emotion\n3," + " ".join(["9"] * 2304) + ",4\n")
+    with pytest.raises(data.DataError, match="the column emotion appears twice"):
+        data.load(str(tmp_path / "x.csv"))
+
+
 def test_synthetic_faces_are_compressed_as_the_name_says(tmp_path):
     import bz2
     assert run_main("data.py", "--synthetic", tmp_path / "x.csv.bz2", "--n", "14")[0] == 0
@@ -638,6 +715,47 @@ def test_synthetic_faces_are_compressed_as_the_name_says(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------------
 # Tracebacks and misleading messages
+
+@pytest.mark.parametrize("change", [{"meta": "hello"}, {"state_dict": [1, 2]}, {"classes": 7},
+                                    {"state_dict": {"w": "x"}}], ids=["meta", "list", "classes", "strings"])
+def test_a_weights_file_with_other_kinds_of_values_is_one_line(tmp_path, change):
+    blob = {"model": "mlp", "classes": list(data.CLASSES), "state_dict": models.build("mlp").state_dict(),
+            "meta": {}, **change}
+    torch.save(blob, tmp_path / "w.pth")
+    one_line(run_main("evaluate.py", "--weights", tmp_path / "w.pth", "--data", "synthetic"), 1,
+             "w.pth: not a usable weights file", repr(next(iter(change))))
+
+
+@pytest.mark.parametrize("key,value", [("rng", None), ("history", "x"), ("epoch", 1.5)])
+def test_an_altered_checkpoint_is_one_line(tmp_path, key, value):
+    assert run_main("train.py", *FAST, "--epochs", "1", "--out", tmp_path / "run")[0] == 0
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
+    if value is None:
+        del ckpt[key]
+    else:
+        ckpt[key] = value
+    torch.save(ckpt, tmp_path / "c.pth")
+    one_line(run_main("train.py", "--resume", tmp_path / "c.pth", "--epochs", "3"), 1,
+             "an incomplete or altered checkpoint.pth", repr(key))
+
+
+def test_an_unreadable_folder_and_a_pipe_are_one_line_not_a_traceback_or_a_hang(tmp_path, faces, weights,
+                                                                             monkeypatch):
+    root = image_tree(tmp_path / "tree", ("train",), faces)
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # no writer: opening it would wait forever
+    one_line(run_main("evaluate.py", "--weights", weights, "--images", fifo), 1, "photo.jpg: not a picture file")
+    listdir = os.listdir
+
+    def refuse(path):
+        if str(path).endswith("angry"):
+            raise PermissionError(13, "Permission denied")
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", refuse)
+    with pytest.raises(data.DataError, match="angry: cannot read this folder .Permission denied"):
+        data.load(str(root))
+
 
 def test_someone_elses_checkpoint_dict_loads_its_network(tmp_path):
     net = models.build("cnn2")

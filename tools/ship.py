@@ -21,6 +21,9 @@ import evaluate  # noqa: E402
 import model as models  # noqa: E402
 
 
+RUN_FILES = ("history.csv", "curves.png")  # copied beside the weights as NAME_history.csv, NAME_curves.png
+
+
 def main(argv=None):
     p = cli.parser("ship.py", __doc__)
     p.add_argument("run", help="a train.py output folder")
@@ -39,9 +42,15 @@ def main(argv=None):
     command = args.command or config.get("command")
     if not command:
         p.error(f"{args.run}/config.json records no command; pass --command")
-    os.makedirs(os.path.dirname(args.dest) or ".", exist_ok=True)
+    if args.data != "synthetic" and not os.path.exists(args.data):
+        p.error(f"--data {args.data}: no such file or folder")
+    inputs = [source, config_path, *(os.path.join(args.run, f) for f in RUN_FILES), args.data]
+    outputs = [args.dest + ".pth", *(f"{args.dest}_{f}" for f in RUN_FILES),
+               args.dest + "_command.txt", args.dest + "_publictest.json", args.dest + "_confusion_matrix.png"]
+    for path in outputs:  # all checked before the first is written: no half-shipped set, no input replaced
+        files.check_writable(path, inputs=inputs)
     models.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
-    for run_file in ("history.csv", "curves.png"):
+    for run_file in RUN_FILES:
         copy(os.path.join(args.run, run_file), f"{args.dest}_{run_file}")
     files.atomic_write(args.dest + "_command.txt", command + "\n")
     with tempfile.TemporaryDirectory() as tmp:
