@@ -11,7 +11,8 @@ apart.
 Real time on a laptop CPU (docs/faces.md has the measurements): finding faces is the expensive part, so it
 runs on a half-size copy of the frame (a quarter of the pixels) and only every DETECT_EVERY-th frame; in
 between, each face is followed by matching its last look (a small grey template) around its last place,
-which costs about a millisecond. All faces of a frame are classified in one batch under bf16 autocast.
+which costs about a millisecond. All faces of a frame are classified in one batch, under bf16 autocast where
+the device computes bf16 natively (model.fast_amp).
 
 Labels do not flicker: at each detection a face keeps its track when its new box overlaps its last one
 (intersection over union >= 0.3), and what is shown is an exponential moving average of its probabilities,
@@ -168,6 +169,7 @@ def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
     device = models.pick_device(args.device)
+    amp = models.fast_amp(device) == "bf16"
     if args.max_frames < 0:
         p.error("--max-frames must be >= 0")
     if args.out and os.path.splitext(args.out)[1].lower() not in (".mp4", ".avi"):
@@ -200,7 +202,7 @@ def main(argv=None):
             t_find += time.perf_counter() - t
             t = time.perf_counter()
             crops = torch.from_numpy(np.stack([faces.crop(grey, b) for b in boxes])) if boxes else None
-            probs = models.predict_proba(nets, crops, device, args.tta, autocast=True).numpy() \
+            probs = models.predict_proba(nets, crops, device, args.tta, autocast=amp).numpy() \
                 if boxes else []
             shown = tracker.classified(probs)
             t_classify += time.perf_counter() - t

@@ -357,6 +357,16 @@ def pick_device(name):
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
+def fast_amp(device):
+    """The mixed precision that speeds `device` up: bf16 on a CUDA GPU that has it (fp16 on one that has
+    not) and on a CPU with native bf16 (AVX512-BF16 or AMX), fp32 ("off") on other CPUs, where bf16 is
+    emulated and slower than fp32 (docs/performance.md)."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bf16" if native else "off"
+
+
 def load_nets(paths, device):
     """Weights files -> networks in eval mode, channels_last (the fast layout for these convolutions)."""
     return [load_weights(p, device)[0].to(memory_format=torch.channels_last) for p in paths]

@@ -94,8 +94,10 @@ def make_parser():
     p.add_argument("--train-on-val", action="store_true", help="train on train + validation for a final "
                    "model; model.pth is then the last epoch's (the validation figures are no longer held "
                    "out)")
-    p.add_argument("--amp", choices=["bf16", "fp16", "off"], default="bf16",
-                   help="mixed precision: bf16 autocast (CPU and CUDA), fp16 + GradScaler (CUDA), or fp32")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto",
+                   help="mixed precision: bf16 autocast (CPU and CUDA), fp16 + GradScaler (CUDA), off (fp32), "
+                   "or auto: bf16 where the GPU or CPU computes it natively, else fp32 (a CPU without "
+                   "AVX512-BF16 or AMX emulates bf16, slower than fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slower on the 2-core CPU "
                    "measured; may pay off on long GPU runs; needs a C++ compiler)")
     cli.add_device_flag(p)
@@ -176,6 +178,8 @@ def parse_args(argv):
         device = models.pick_device(args.device)
     except cli.FlagError as e:
         p.error(str(e))
+    if args.amp == "auto":  # config.json records what ran
+        args.amp = models.fast_amp(device)
     if args.amp == "fp16" and device.type != "cuda":
         p.error("--amp fp16 needs a CUDA GPU; on CPU use bf16 or off")
     if args.compile and device.type == "cpu" and not (shutil.which("g++") or shutil.which("c++")

@@ -152,8 +152,8 @@ def test_gradcam_matches_autograd(net, layer):
 
 @pytest.mark.parametrize("shipped", ["resnet.pth", "best.pth"])
 def test_gradcam_matches_captum_where_it_is_installed(shipped):
-    """An implementation we did not write: captum's LayerGradCam. captum is not a dependency; to run this,
-    `pip install captum` (0.9.0 gave identical maps on 2026-11-25)."""
+    """An implementation we did not write: captum's LayerGradCam. captum is a test-only tool that .ci/run
+    installs (`pip install --no-deps captum==0.9.0`); elsewhere this skips."""
     captum = pytest.importorskip("captum.attr")
     net, name = models.load_weights(f"{ROOT}/weights/{shipped}")
     layer, x = models.TARGET_LAYERS[name], batch(16, seed=4)

@@ -83,7 +83,18 @@ def test_the_reports_recipe_is_the_default():
     args = train.make_parser().parse_args([])
     assert (args.epochs, args.bs, args.lr, args.model, args.sampler) == (350, 256, 1e-4, "resnet", "weighted")
     assert (args.flip, args.degrees, args.translate, tuple(args.scale)) == (0.5, 8.0, 0.2, (0.8, 1.2))
-    assert args.amp == "bf16" and args.data == "data/fer2013.csv"
+    assert args.amp == "auto" and args.data == "data/fer2013.csv"
+
+
+def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
+    """bf16 emulated on a CPU without AVX512-BF16 or AMX ran 2.4x slower than fp32 (docs/performance.md)."""
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx, expected in ((False, False, "off"), (True, False, "bf16"), (False, True, "bf16")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+        assert models.fast_amp(cpu) == expected
+        assert train.parse_args(QUICK).amp == expected  # config.json records the precision that ran
+    assert train.parse_args(QUICK + ["--amp", "bf16"]).amp == "bf16"
 
 
 @pytest.mark.parametrize("extra", [["--model", "mlp"], ["--ema", "0.99", "--mixup", "0.4", "--cutmix", "1.0"]],

@@ -1,0 +1,75 @@
+"""export.py: networks (and an ensemble, as one graph) to ONNX; the file gives PyTorch's answers in
+onnxruntime, says what it takes and returns, and the README's lines for an app run as written."""
+import builtins
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import data
+import export
+import model as models
+import synthetic
+from conftest import ROOT, one_line, run_here
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    """Two different small networks saved as weights files (the mlp exports in seconds)."""
+    folder = tmp_path_factory.mktemp("w")
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        net = models.build("mlp")
+        with torch.no_grad():
+            models.output_layer(net).weight.normal_(0, 0.05)  # not the zero start: answers that differ
+        models.save_weights(folder / f"m{seed}.pth", net, "mlp")
+        paths.append(folder / f"m{seed}.pth")
+    return paths
+
+
+def test_an_ensemble_exports_as_one_graph_with_pytorchs_probabilities(tmp_path, nets):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    r = run_here(export, "--weights", *nets, "--out", tmp_path / "pair.onnx")
+    assert r.returncode == 0, r.stderr
+    assert "same class for 100.0%" in r.stdout and "ms (onnxruntime)" in r.stdout, r.stdout
+    assert r.stderr == ""  # the exporter's own notes are not the user's business
+    session = ort.InferenceSession(str(tmp_path / "pair.onnx"))
+    faces = torch.from_numpy(synthetic.synthetic_faces(5, seed=9)[0])
+    expected = models.predict_proba(models.load_nets(nets, "cpu"), faces, "cpu").numpy()
+    for batch in (faces[:1], faces):  # any number of faces
+        got = session.run(None, {"pixels": batch[:, None].float().numpy()})[0]
+        assert np.allclose(got, expected[:len(batch)], atol=1e-5)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["classes"].split(",") == list(data.CLASSES)
+    assert "0-255" in meta["input"] and "m1.pth, m2.pth" == meta["weights"]
+
+
+def test_the_readmes_lines_for_an_app_run_as_written(tmp_path, nets, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from PIL import Image
+    assert run_here(export, "--weights", nets[0], "--out", tmp_path / "resnet.onnx").returncode == 0
+    Image.fromarray(synthetic.synthetic_faces(1, seed=4)[0][0]).resize((120, 120)).save(tmp_path / "face.png")
+    readme = open(f"{ROOT}/README.md").read()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    exec(code, {"print": printed.append})
+    assert printed and printed[0] in data.CLASSES
+
+
+def test_without_the_extras_it_says_what_to_install(tmp_path, nets, monkeypatch):
+    real = builtins.__import__
+
+    def no_onnx(name, *a, **k):
+        if name.startswith("onnx"):
+            raise ImportError(name=name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "x.onnx"), 1,
+             "pip install -r requirements-export.txt")
+    one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "x.pt"), 2, "name an .onnx file")
