@@ -3,10 +3,13 @@ draw.
 
     python camera.py --weights weights/resnet.pth                          camera 0, in a window
     python camera.py --weights weights/resnet.pth --source clip.mp4 --out annotated.mp4
+    python camera.py --weights weights/resnet.pth --source clip.mp4 --csv emotions.csv --plot emotions.png
 
 Needs OpenCV (`pip install -r requirements-faces.txt`). A window opens where there is a display; `--out`
-writes the annotated video; at the end it prints frames/s, with face finding and classification timed
-apart.
+writes the annotated video; `--csv` a row per frame and face (time, box, track, the seven probabilities) and
+`--plot` each face's emotions over time, as the `fer` package's video analysis does. A video file shows its
+progress (frames, frames/s, time left); at the end it prints frames/s, with face finding and classification
+timed apart.
 
 Real time on a laptop CPU (docs/faces.md has the measurements): finding faces is the expensive part, so it
 runs on a half-size copy of the frame (a quarter of the pixels) and only every DETECT_EVERY-th frame; in
@@ -47,29 +50,40 @@ def iou(a, b):
 
 class Tracker:
     """The faces of a video: found every `every`-th frame (on a copy scaled by `scale`), followed in between
-    by template matching; each with its smoothed probabilities. `boxes(grey)` gives this frame's boxes,
-    then `classified(probs)` takes the network's probabilities for them and returns the smoothed ones."""
+    by template matching; each with a track number (1, 2, ... in order of appearance) and its smoothed
+    probabilities. `boxes(grey)` gives this frame's boxes, then `classified(probs)` takes the network's
+    probabilities for them and returns the smoothed ones; `ids` are the boxes' track numbers."""
 
     def __init__(self, cv2, detect, every=DETECT_EVERY, scale=DETECT_SCALE, keep=SMOOTH):
         self.cv2, self.detect, self.every, self.scale, self.keep = cv2, detect, every, scale, keep
-        self.tracks, self.templates, self.frame = [], [], 0  # tracks: [(box, smoothed probs or None)]
+        self.tracks, self.templates, self.frame = [], [], 0  # tracks: [(box, smoothed probs or None, id)]
+        self.last_id = 0
 
     def boxes(self, grey):
         if self.frame % self.every == 0:
             small = self.cv2.resize(grey, None, fx=self.scale, fy=self.scale,
                                     interpolation=self.cv2.INTER_AREA)
             found = [tuple(int(round(v / self.scale)) for v in b) for b in self.detect(small)]
-            self.tracks = match(self.tracks, found)
-            self.templates = [self.template(grey, box) for box, _ in self.tracks]
+            self.tracks = [(box, p, track or self.new_id()) for box, p, track in match(self.tracks, found)]
+            self.templates = [self.template(grey, box) for box, _, _ in self.tracks]
         else:
-            self.tracks = [(self.follow(grey, box, t), p) for (box, p), t in zip(self.tracks, self.templates)]
+            self.tracks = [(self.follow(grey, box, t), p, i)
+                           for (box, p, i), t in zip(self.tracks, self.templates)]
         self.frame += 1
-        return [box for box, _ in self.tracks]
+        return [box for box, _, _ in self.tracks]
+
+    @property
+    def ids(self):
+        return [i for _, _, i in self.tracks]
+
+    def new_id(self):
+        self.last_id += 1
+        return self.last_id
 
     def classified(self, probs):
-        self.tracks = [(box, p if old is None else self.keep * old + (1 - self.keep) * p)
-                       for (box, old), p in zip(self.tracks, probs)]
-        return [p for _, p in self.tracks]
+        self.tracks = [(box, p if old is None else self.keep * old + (1 - self.keep) * p, i)
+                       for (box, old, i), p in zip(self.tracks, probs)]
+        return [p for _, p, _ in self.tracks]
 
     def template(self, grey, box):
         x, y, w, h = box
@@ -94,12 +108,13 @@ class Tracker:
 
 
 def match(tracks, boxes, threshold=0.3):
-    """This detection's boxes, each with the smoothed probabilities of the track it overlaps most (None: a
-    new face)."""
+    """This detection's boxes, each with the smoothed probabilities and the number of the track it overlaps
+    most ((box, None, None): a new face)."""
     out = []
     for box in boxes:
         best = max(tracks, key=lambda t: iou(t[0], box), default=None)
-        out.append((box, best[1] if best is not None and iou(best[0], box) >= threshold else None))
+        out.append((box, *best[1:]) if best is not None and iou(best[0], box) >= threshold else
+                   (box, None, None))
     return out
 
 
@@ -160,6 +175,9 @@ def make_parser():
     p.add_argument("--source", default="0", help="a camera number (0: the first) or a video file")
     p.add_argument("--out", help="write the annotated video here (.mp4 or .avi)")
     p.add_argument("--tta", action="store_true", help="average ten views of each face (evaluate.py --tta)")
+    p.add_argument("--csv", help="write a row per frame and face: time, box, track and the seven "
+                   "probabilities")
+    p.add_argument("--plot", help="draw each face's emotions over time into this picture (.png, .pdf, .svg)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: at the end)")
     cli.add_device_flag(p)
     return p
@@ -175,12 +193,17 @@ def main(argv=None):
     if args.out and os.path.splitext(args.out)[1].lower() not in (".mp4", ".avi"):
         p.error(f"--out {args.out}: name a .mp4 or .avi file")
     cv2 = faces.opencv()
-    show = can_show(cv2)
-    if not show and not args.out:
+    if args.plot and os.path.splitext(args.plot)[1].lower() not in (".png", ".pdf", ".svg", ".jpg"):
+        p.error(f"--plot {args.plot}: name a .png, .pdf, .svg or .jpg file")
+    outputs = [o for o in (args.out, args.csv, args.plot) if o]
+    if len({os.path.realpath(o) for o in outputs}) < len(outputs):
+        p.error("--out, --csv and --plot name the same file; give each its own")
+    show = can_show(cv2) and not (args.csv or args.plot)  # an analysis runs as fast as it can, unwatched
+    if not show and not outputs:
         p.error("no display to show a window on here (or an OpenCV without windows, as the headless one); "
-                "pass --out annotated.mp4 to write the video instead")
-    if args.out:
-        files.check_writable(args.out, inputs=[args.source, *args.weights])
+                "pass --out annotated.mp4 to write the video instead, or --csv / --plot for its emotions")
+    for output in outputs:
+        files.check_writable(output, inputs=[args.source, *args.weights])
     nets = models.load_nets(args.weights, device)
     detect = faces.best_detector(min_size=round(faces.MIN_SIZE * DETECT_SCALE))  # as small faces as in photos
     if detect is None:
@@ -191,6 +214,13 @@ def main(argv=None):
     writer = None
     frames, t_find, t_classify, t0 = 0, 0.0, 0.0, time.perf_counter()
     tmp = None
+    rows = []  # (frame, seconds, track, box, probabilities) for --csv and --plot
+    live = args.source.isdigit()
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
+    total = min(total, args.max_frames) if args.max_frames and total > 0 else total
+    from tqdm import tqdm
+    progress = tqdm(total=total or None, unit="frame", desc=os.path.basename(args.source), leave=False,
+                    dynamic_ncols=True, disable=None if total > 0 else True)  # frames, frames/s, time left
     try:
         while not args.max_frames or frames < args.max_frames:
             ok, frame = cap.read()
@@ -206,6 +236,9 @@ def main(argv=None):
                 if boxes else []
             shown = tracker.classified(probs)
             t_classify += time.perf_counter() - t
+            when = time.perf_counter() - t0 if live else frames / fps_in  # a file's own clock
+            rows += [(frames, when, track, box, pr) for track, box, pr in zip(tracker.ids, boxes, probs)]
+            progress.update()
             texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * pr.max():.0f}%" for pr in shown]
             marked = draw(cv2, frame, boxes, texts)
             frames += 1
@@ -223,6 +256,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass  # Ctrl-C ends a camera session: what was recorded is kept
     finally:
+        progress.close()
         cap.release()
         if writer is not None:
             writer.release()
@@ -242,6 +276,55 @@ def main(argv=None):
           f"{1000 * t_find / frames:.1f} ms/frame, classifying {1000 * t_classify / frames:.1f} ms/frame)")
     if args.out:
         print(f"wrote {args.out}")
+    if args.csv:
+        write_csv(args.csv, rows)
+        print(f"wrote {args.csv}: {len(rows)} rows, {len({r[2] for r in rows})} face track(s)")
+    if args.plot:
+        plot_emotions(args.plot, rows, args.source)
+        print(f"wrote {args.plot}")
+
+
+def write_csv(path, rows):
+    """A row per frame and face: the frame, its time in seconds, the face's track, its box and the
+    network's seven probabilities for that frame (not smoothed)."""
+    head = ["frame", "seconds", "track", "x", "y", "w", "h", *data.CLASSES]
+    lines = [",".join(head)] + [
+        ",".join([str(f), f"{t:.3f}", str(i), *map(str, map(int, box)), *(f"{v:.4f}" for v in pr)])
+        for f, t, i, box, pr in rows]
+    files.atomic_write(path, "\n".join(lines) + "\n")
+
+
+def plot_emotions(path, rows, source, most=6):
+    """Each face's seven probabilities over time, one panel per track (the `most` longest), smoothed as the
+    live labels are."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tracks = {}
+    for _, t, i, _, pr in rows:
+        tracks.setdefault(i, []).append((t, pr))
+    shown = sorted(tracks, key=lambda i: -len(tracks[i]))[:most]
+    fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(9, 2.4 * max(1, len(shown))), squeeze=False,
+                             sharex=True)
+    for ax, i in zip(axes[:, 0], shown):
+        times = [t for t, _ in tracks[i]]
+        smooth, curves = None, []
+        for _, pr in tracks[i]:
+            smooth = pr if smooth is None else SMOOTH * smooth + (1 - SMOOTH) * pr
+            curves.append(smooth)
+        for c, name in enumerate(data.CLASSES):
+            ax.plot(times, [100 * p[c] for p in curves], label=name, lw=1.4)
+        ax.set_ylabel(f"face {i}, %")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)
+    axes[0, 0].legend(ncol=7, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    axes[-1, 0].set_xlabel("seconds")
+    fig.suptitle(f"Emotions over time: {os.path.basename(str(source))}", y=1.0)
+    fig.tight_layout()
+    files.atomic_write(path, lambda t: fig.savefig(t, dpi=110, bbox_inches="tight"))
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import model as models
 import mtcnn
 import synthetic
 from tools import measure_faces
-from conftest import run_main
+from conftest import one_line, run_main
 
 HAS_OPENCV = True
 try:
@@ -195,6 +195,31 @@ def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, we
     assert ok and frame.shape == (240, 320, 3)
     code, _, err = run_main("camera.py", "--weights", weights, "--source", video)
     assert code == 2 and "no display" in err and "--out" in err and len(err.strip().splitlines()) == 1
+
+
+
+@needs_opencv
+def test_a_video_is_analysed_into_a_table_and_a_plot_of_each_faces_emotions(tmp_path, monkeypatch, face, weights):
+    import csv
+    import cv2
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for k in range(12):
+        writer.write(cv2.cvtColor(scene_with(face, 20 + 4 * k, 30), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    monkeypatch.setattr(faces, "best_detector", StandIn)
+    monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144], [200, 20, 90, 90]])  # two faces, every frame
+    code, out, err = run_main("camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv",
+                              "--plot", tmp_path / "e.png")
+    assert code == 0, err
+    rows = list(csv.DictReader(open(tmp_path / "e.csv")))
+    assert len(rows) == 24 and "24 rows, 2 face track(s)" in out
+    assert list(rows[0])[:7] == ["frame", "seconds", "track", "x", "y", "w", "h"] and list(rows[0])[7:] == list(data.CLASSES)
+    assert {r["track"] for r in rows} == {"1", "2"} and float(rows[-1]["seconds"]) == 1.1  # frame 11 at 10 frames/s
+    assert all(abs(sum(float(r[c]) for c in data.CLASSES) - 1) < 1e-3 for r in rows)
+    assert (tmp_path / "e.png").stat().st_size > 10000
+    one_line(run_main("camera.py", "--weights", weights, "--source", video, "--out", tmp_path / "x.avi", "--csv",
+                      tmp_path / "x.avi"), 2, "name the same file")
 
 
 @needs_opencv
