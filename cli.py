@@ -33,7 +33,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def parser(prog, doc):
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False)
-    p.error = lambda msg: p.exit(2, f"{prog}: error: {msg}\n")  # one line, not the usage block + message
+    # one line, not the usage block + message; under torchrun, said once (by rank 0), not once per process
+    speaks = int(os.environ.get("RANK", 0)) == 0
+    p.error = lambda msg: p.exit(2, f"{prog}: error: {msg}\n" if speaks else None)
     return p
 
 

@@ -174,7 +174,9 @@ def read_csv(path):
             if any(len(c) > 24 or c.replace(".", "").isdigit() for c in df.columns) else ""
         raise DataError(f"{path}: expected columns 'emotion' and 'pixels' (and optionally 'Usage'), "
                         f"found {shown}{' ...' if len(df.columns) > 4 else ''}{hint}")
-    lines = np.arange(len(df)) + 2  # the file's line number of each row (line 1 is the header)
+    # The file's line number of each row (line 1 is the header); a quoted field may hold line breaks.
+    breaks = sum(df[c].str.count("\n") for c in df.columns).to_numpy()
+    lines = 2 + np.arange(len(df)) + np.concatenate([[0], np.cumsum(breaks)[:-1]]).astype(np.int64)
     blank = (df == "").all(axis=1).to_numpy()
     df, lines = df[~blank].reset_index(drop=True), lines[~blank]
     if len(df) == 0:

@@ -88,3 +88,5 @@ def test_an_error_under_torchrun_is_said_once(tmp_path):
     r = torchrun(2, "--data", tmp_path / "bad.csv", "--device", "cpu", "--epochs", "1", "--bs", "64")
     assert r.returncode != 0
     assert r.stderr.count("train.py: ") == 1 and "bad.csv: row 2: 3 pixel values" in r.stderr
+    r = torchrun(2, "--data", "synthetic", "--device", "cpu", "--epochs", "0")  # a flag's error too
+    assert r.returncode != 0 and r.stderr.count("train.py: error: --epochs must be") == 1, r.stderr

@@ -121,6 +121,14 @@ def test_blank_lines_keep_row_numbers_those_of_the_file(tmp_path):
         data.load(str(path))
 
 
+def test_a_quoted_line_break_keeps_row_numbers_those_of_the_file(tmp_path):
+    path = tmp_path / "quoted.csv"
+    half = " ".join(["7"] * 1152)
+    path.write_text(f'emotion,pixels\n3,"{half}\n{half}"\n3,{PIXELS}\n3,1 2\n')  # a row over lines 2-3
+    with pytest.raises(data.DataError, match="quoted.csv: row 5: 2 pixel values"):
+        data.load(str(path))
+
+
 def test_a_trailing_comma_on_every_row_still_reads(tmp_path):
     path = tmp_path / "commas.csv"
     path.write_text("emotion,pixels\n" + "".join(f"{k % 7},{PIXELS},\n" for k in range(20)))
