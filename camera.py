@@ -26,7 +26,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 import cli
 import data
@@ -231,9 +230,7 @@ def main(argv=None):
             boxes = tracker.boxes(grey)
             t_find += time.perf_counter() - t
             t = time.perf_counter()
-            crops = torch.from_numpy(np.stack([faces.crop(grey, b) for b in boxes])) if boxes else None
-            probs = models.predict_proba(nets, crops, device, args.tta, autocast=amp).numpy() \
-                if boxes else []
+            probs = faces.classify(grey, boxes, nets, device, args.tta, autocast=amp)
             shown = tracker.classified(probs)
             t_classify += time.perf_counter() - t
             when = time.perf_counter() - t0 if live else frames / fps_in  # a file's own clock

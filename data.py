@@ -352,9 +352,8 @@ DEEP_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's 16- and 32
 
 
 def read_grey(path):
-    """An image file as uint8 grey [H, W] at its own size: turned upright as its EXIF orientation tag says
-    (phone photos are often stored sideways), 16- and 32-bit grey scaled to 8 bits (Pillow's convert("L")
-    clips them to white), colour by Pillow's luminance."""
+    """An image file as uint8 grey [H, W] at its own size, turned upright as its EXIF orientation tag says
+    (phone photos are often stored sideways), then as grey_of makes it."""
     from PIL import Image, ImageOps
     if os.path.exists(path) and not os.path.isfile(path):  # os.stat only: opening a FIFO with no writer hangs
         raise DataError(f"{path}: not a picture file (a folder, pipe or device: a picture is read twice, to "
@@ -365,18 +364,7 @@ def read_grey(path):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
         with im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in DEEP_GREY:
-                values = np.asarray(im, dtype=np.float64)
-                finite = np.isfinite(values)  # a NaN pixel (float TIFFs) is black, not the whole picture
-                values = np.where(finite, values, 0.0)
-                peak = values.max()
-                if im.mode == "F":  # floats: 0-1, 0-255, or any other range, scaled by its own peak
-                    top = 1.0 if peak <= 1 else 255.0 if peak <= 255 else peak
-                else:  # integers: 8-, 16- or signed 32-bit range, whichever the values use
-                    top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else 2.0 ** 31 - 1
-                return np.clip(np.round(values * (255 / top)), 0, 255).astype(np.uint8)
-            return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+            return grey_of(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: image too large ({str(e).splitlines()[0][:100]})") from None
     # Pillow's decoders raise many kinds (OSError, ValueError, struct.error, SyntaxError, ZeroDivisionError,
@@ -384,6 +372,22 @@ def read_grey(path):
     except Exception as e:  # noqa: BLE001
         first = (str(e).splitlines() or [type(e).__name__])[0][:100]
         raise DataError(f"{path}: unreadable image ({first})") from None
+
+
+def grey_of(im):
+    """A PIL image as uint8 grey [H, W]: 16- and 32-bit grey scaled to 8 bits (Pillow's convert("L") clips
+    them to white), a NaN pixel black, colour by Pillow's luminance."""
+    if im.mode in DEEP_GREY:
+        values = np.asarray(im, dtype=np.float64)
+        finite = np.isfinite(values)  # a NaN pixel (float TIFFs) is black, not the whole picture
+        values = np.where(finite, values, 0.0)
+        peak = values.max()
+        if im.mode == "F":  # floats: 0-1, 0-255, or any other range, scaled by its own peak
+            top = 1.0 if peak <= 1 else 255.0 if peak <= 255 else peak
+        else:  # integers: 8-, 16- or signed 32-bit range, whichever the values use
+            top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else 2.0 ** 31 - 1
+        return np.clip(np.round(values * (255 / top)), 0, 255).astype(np.uint8)
+    return np.asarray(im.convert("L"), dtype=np.uint8).copy()
 
 
 def write_csv(path, images, labels, usage=None):

@@ -93,15 +93,17 @@ def predict_files(nets, args, device):
     names = files.unique_names(args.images, "_faces.png") if args.out else []
     for name in names:  # a photo named like another's output is never replaced by it
         files.check_writable(os.path.join(args.out, name), inputs=args.images)
-    for k, (path, _, boxes, crops, how) in enumerate(faces.find_in_files(args.images)):
-        probs = models.predict_proba(nets, torch.from_numpy(crops), device, args.tta)  # one batch per picture
+    for k, (path, grey, boxes, how) in enumerate(faces.find_in_files(args.images)):
+        probs = torch.from_numpy(faces.classify(grey, boxes, nets, device, args.tta))  # one batch a picture
         if how == "faces":
             print(f"{path}: {len(boxes)} face{'s' * (len(boxes) > 1)}")
             for n, (box, pr) in enumerate(zip(boxes, probs), 1):
                 print(f"  face {n} at x={box[0]} y={box[1]} w={box[2]} h={box[3]}: {top3(pr)}")
+        elif how == "no face found":
+            print(f"{path}: no face found")
         else:
             print(f"{path} (classified whole: {how}): {top3(probs[0])}")
-        found.append({"file": str(path), "whole": how != "faces", "note": how,
+        found.append({"file": str(path), "whole": how not in ("faces", "no face found"), "note": how,
                       "faces": [{"box": [int(v) for v in box], "emotion": data.CLASSES[int(pr.argmax())],
                                  "probs": [round(float(v), 6) for v in pr]}
                                 for box, pr in zip(boxes, probs)]})

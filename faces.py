@@ -13,8 +13,10 @@ import os
 import warnings
 
 import numpy as np
+import torch
 
 import data
+import model as models
 import mtcnn
 
 INSTALL = f"pip install -r requirements-faces.txt (OpenCV), and for better finding {mtcnn.INSTALL} (MTCNN)"
@@ -90,24 +92,38 @@ def crop(grey, box, margin=MARGIN):
 
 
 def find(grey, detector):
-    """(boxes [K, 4], crops uint8 [K, 48, 48], how): every face in a grey picture; how is "faces" when faces
-    were found, or why the picture is classified whole instead: "a face crop already" (small), "no face
-    found", or, with detector None (none installed), how to install face finding."""
+    """(boxes [K, 4], how): the faces in a grey picture and how they were found. how is "faces"; or the
+    picture is taken whole as one face, "a face crop already" (small) or, with detector None (none installed),
+    how to install face finding; or "no face found", with no box: a picture without a face is not classified
+    as if it were one."""
     h, w = grey.shape
     whole = np.array([[0, 0, w, h]], dtype=np.int64)
     if max(h, w) <= SMALL:
-        return whole, crop(grey, whole[0], 0.0)[None], "a face crop already"
+        return whole, "a face crop already"
     if detector is None:
-        return whole, crop(grey, whole[0], 0.0)[None], f"no face finder installed: {INSTALL}"
+        return whole, f"no face finder installed: {INSTALL}"
     boxes = detector(grey)
+    return (boxes, "faces") if len(boxes) else (np.zeros((0, 4), np.int64), "no face found")
+
+
+def cut(grey, boxes):
+    """Each box's face cut as FER2013 cut its faces (crop): uint8 [K, 48, 48]."""
     if len(boxes) == 0:
-        return whole, crop(grey, whole[0], 0.0)[None], "no face found"
-    return boxes, np.stack([crop(grey, b) for b in boxes]), "faces"
+        return np.zeros((0, data.SIZE, data.SIZE), np.uint8)
+    return np.stack([crop(grey, b) for b in boxes])
+
+
+def classify(grey, boxes, nets, device="cpu", tta=False, autocast=False):
+    """The seven probabilities [K, 7] (data.CLASSES order) of the faces at `boxes`, cut and classified in one
+    batch. Every answer this project gives about a picture comes from here: evaluate.py --images, camera.py's
+    followed faces, serve.py and emotions()."""
+    return models.predict_proba(nets, torch.from_numpy(cut(grey, boxes)), device, tta,
+                                autocast=autocast).numpy()
 
 
 def find_in_files(paths, detector=None):
-    """(path, grey, boxes, crops, how) for each image file, as find() gives them. The detector is built once,
-    when the first picture too big to be a crop needs it; with none installed those pictures are classified
+    """(path, grey, boxes, how) for each image file, as find() gives them. The detector is built once, when
+    the first picture too big to be a crop needs it; with none installed those pictures are classified
     whole."""
     tried = detector is not None
     for path in paths:
@@ -115,6 +131,49 @@ def find_in_files(paths, detector=None):
         if max(grey.shape) > SMALL and not tried:
             detector, tried = best_detector(), True
         yield (path, grey, *find(grey, detector))
+
+
+_shared = []  # emotions()'s face finder, built on its first use
+
+
+def emotions(image, nets, device="cpu", tta=False, detector=None):
+    """The faces in a picture and their emotions, for your own code (run it from the repository):
+
+        import faces, model
+        nets = model.load_nets(["weights/resnet.pth"], "cpu")      # once; several files = an ensemble
+        for face in faces.emotions("group.jpg", nets):
+            print(face["box"], face["emotion"], face["probabilities"]["happy"])
+
+    `image`: a file path, a numpy array (grey [H, W] or RGB [H, W, 3], uint8) or a PIL image. Returns one
+    dict per face, left to right: "box" (x, y, w, h in pixels of the picture), "emotion" (the likeliest class)
+    and "probabilities" (class -> probability, the seven summing to 1). A picture of 96 px or less is taken
+    as one face crop; a picture with no face found gives []; with no face finder installed a picture is taken
+    whole (INSTALL says how to install one). `detector`: a face finder to use (default: the best installed)."""
+    grey = as_grey(image)
+    if detector is None and max(grey.shape) > SMALL:
+        if not _shared:
+            _shared.append(best_detector())
+        detector = _shared[0]
+    boxes, _ = find(grey, detector)
+    return [{"box": tuple(int(v) for v in box), "emotion": data.CLASSES[int(p.argmax())],
+             "probabilities": {c: float(v) for c, v in zip(data.CLASSES, p)}}
+            for box, p in zip(boxes, classify(grey, boxes, nets, device, tta))]
+
+
+def as_grey(image):
+    """A path, a numpy array or a PIL image as uint8 grey [H, W], read as data.read_grey reads files."""
+    from PIL import Image
+    if isinstance(image, (str, os.PathLike)):
+        return data.read_grey(str(image))
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2 and image.dtype == np.uint8:
+            return image
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+            raise ValueError(f"an image array is [H, W] grey or [H, W, 3] colour, not {list(image.shape)}")
+        image = Image.fromarray(image)
+    if isinstance(image, Image.Image):
+        return data.grey_of(image)
+    raise TypeError(f"an image is a path, a numpy array or a PIL image, not {type(image).__name__}")
 
 
 def label_faces(rgb, boxes, texts):

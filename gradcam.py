@@ -175,10 +175,14 @@ def main(argv=None):
 
     if args.images:  # every face in each photo, found and cut as evaluate.py --images does
         crops, titles = [], []
-        for path, _, boxes, cut, how in faces.find_in_files(args.images):
+        for path, grey, boxes, how in faces.find_in_files(args.images):
             name = os.path.basename(path)[:18]
-            crops += list(cut)
-            titles += [f"{name} #{k}" if how == "faces" else name for k in range(1, len(cut) + 1)]
+            if how == "no face found":
+                print(f"{path}: no face found")
+            crops += list(faces.cut(grey, boxes))
+            titles += [f"{name} #{k}" if how == "faces" else name for k in range(1, len(boxes) + 1)]
+        if not crops:
+            raise data.DataError(f"no face found in {', '.join(args.images)}: nothing to explain")
         images = torch.from_numpy(np.stack(crops))
         truth = None
     else:

@@ -276,14 +276,14 @@ def load_weights(path, device="cpu", expect=None):
         blob = {"model": network_of(blob[fitting[0]], path), "state_dict": blob[fitting[0]]}
     if not isinstance(blob, dict) or "state_dict" not in blob or "model" not in blob:
         raise WeightsError(f"{path}: not a weights file of this project (no 'model'/'state_dict' entries)")
+    name = blob["model"]
+    if not isinstance(name, str) or name not in MODELS:
+        raise WeightsError(f"{path}: holds an unknown network {name!r} (this code knows {', '.join(MODELS)})")
     kinds = {"model": str, "state_dict": dict, "classes": (list, tuple, type(None)), "meta": (dict, type(None))}
     wrong = [k for k, kind in kinds.items() if k in blob and not isinstance(blob[k], kind)]
     if wrong or not is_state_dict(blob["state_dict"]):
         raise WeightsError(f"{path}: not a usable weights file ({(wrong or ['state_dict'])[0]!r} holds a "
                            f"{type(blob[(wrong or ['state_dict'])[0]]).__name__}, not what train.py writes)")
-    name = blob["model"]
-    if name not in MODELS:
-        raise WeightsError(f"{path}: holds an unknown network {name!r} (this code knows {', '.join(MODELS)})")
     classes = [data.CLASSES[data.class_index(str(c))] if data.class_index(str(c)) is not None else str(c)
                for c in blob.get("classes") or data.CLASSES]  # "Anger", "HAPPY": as class folders name them
     if sorted(classes) != sorted(data.CLASSES):

@@ -106,11 +106,12 @@ def test_evaluate_images_prints_the_top_three_emotions(weights, tmp_path):
     files = user_images(tmp_path)
     r = run_script("evaluate.py", "--weights", weights, "--images", *files)
     assert r.returncode == 0, r.stderr
-    # The 160-px picture may or may not hold a face for the Haar cascade (or OpenCV may be absent); the
-    # 48x48 one is a crop already. Either way every scored line is a top three.
+    # The 160-px picture may or may not hold a face for the face finder (then it says "no face found"), or
+    # no finder may be installed (then it is classified whole); the 48x48 one is a crop already. Either way
+    # every scored line is a top three.
     assert r.stdout.startswith(str(files[0])) and f"{files[1]} (classified whole: a face crop already)" in r.stdout
     scored = [line for line in r.stdout.splitlines() if "%" in line]
-    assert len(scored) >= 2
+    assert len(scored) >= 1 + ("no face found" not in r.stdout)
     for line in scored:
         percents = [float(p) for p in re.findall(r" (\d+\.\d)%", line)]
         assert len(percents) == 3 and percents == sorted(percents, reverse=True) and sum(percents) <= 100.1, line

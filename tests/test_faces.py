@@ -85,14 +85,35 @@ def test_a_box_that_is_not_square_is_cut_square_around_its_centre(face):
     assert np.array_equal(faces.crop(grey, (50, 60, 144, 84), margin=0.0), face)
 
 
-def test_find_says_why_a_picture_is_classified_whole(face, monkeypatch):
-    assert faces.find(face, StandIn())[2] == "a face crop already"
-    assert faces.find(scene_with(face, 10, 10), StandIn())[2] == "no face found"
-    assert "pip install -r requirements-faces.txt" in faces.find(scene_with(face, 10, 10), None)[2]
-    assert "pip install --no-deps facenet-pytorch" in faces.find(scene_with(face, 10, 10), None)[2]
+def test_find_says_why_a_picture_is_classified_whole_and_a_picture_without_a_face_has_none(face, monkeypatch):
+    assert faces.find(face, StandIn())[1] == "a face crop already"
+    boxes, how = faces.find(scene_with(face, 10, 10), StandIn())
+    assert how == "no face found" and len(boxes) == 0  # not classified as if it were a face
+    assert "pip install -r requirements-faces.txt" in faces.find(scene_with(face, 10, 10), None)[1]
+    assert "pip install --no-deps facenet-pytorch" in faces.find(scene_with(face, 10, 10), None)[1]
     monkeypatch.setattr(StandIn, "boxes", [[10, 10, 144, 144]])
-    boxes, crops, how = faces.find(scene_with(face, 10, 10), StandIn())
-    assert how == "faces" and boxes.tolist() == [[10, 10, 144, 144]] and np.array_equal(crops[0], face)
+    boxes, how = faces.find(scene_with(face, 10, 10), StandIn())
+    assert how == "faces" and boxes.tolist() == [[10, 10, 144, 144]]
+    assert np.array_equal(faces.cut(scene_with(face, 10, 10), boxes)[0], face)
+
+
+def test_one_call_from_a_picture_to_its_faces_and_emotions(face, weights):
+    """faces.emotions: the documented call for people's own code, on a path, an array or a PIL image."""
+    nets = models.load_nets([weights], "cpu")
+    scene = scene_with(face, 20, 20)
+    scene[20:164, 170:314] = face.repeat(3, 0).repeat(3, 1)[:, ::-1]
+    finder = StandIn()
+    finder.boxes = [[20, 20, 144, 144], [170, 20, 144, 144]]
+    got = faces.emotions(Image.fromarray(scene).convert("RGB"), nets, detector=finder)
+    assert [f["box"] for f in got] == [(20, 20, 144, 144), (170, 20, 144, 144)]
+    probs = models.predict_proba(nets, torch.from_numpy(np.stack([face, face[:, ::-1].copy()])), "cpu").numpy()
+    for f, p in zip(got, probs):
+        assert list(f["probabilities"]) == list(data.CLASSES) and f["emotion"] == data.CLASSES[int(p.argmax())]
+        assert np.allclose(list(f["probabilities"].values()), p, atol=1e-5)
+    assert faces.emotions(scene, nets, detector=StandIn()) == []  # no face found: no answer
+    assert faces.emotions(face, nets)[0]["box"] == (0, 0, 48, 48)  # a crop already
+    with pytest.raises(TypeError, match="a path, a numpy array or a PIL image"):
+        faces.emotions(42, nets)
 
 
 def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkeypatch, face, weights):
