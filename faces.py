@@ -177,7 +177,8 @@ def as_grey(image):
 
 
 def label_faces(rgb, boxes, texts):
-    """rgb uint8 [H, W, 3] with each box drawn and its text above it (below, at the top edge); a new array."""
+    """rgb uint8 [H, W, 3] with each box drawn and its text above it (below, at the top edge), the label kept
+    whole inside the picture however small the face or near the edge; a new array."""
     from PIL import Image, ImageDraw, ImageFont
     im = Image.fromarray(rgb)
     pen = ImageDraw.Draw(im)
@@ -190,9 +191,12 @@ def label_faces(rgb, boxes, texts):
         x, y, w, h = int(x), int(y), int(w), int(h)
         pen.rectangle([x, y, x + w - 1, y + h - 1], outline=(0, 230, 0), width=max(2, size // 6))
         left, top, right, bottom = pen.textbbox((x, y), text, font=font)
-        ty = y - (bottom - top) - 7 if y - (bottom - top) - 7 >= 0 else y + h + 1  # above the box, or below
-        pen.rectangle([x, ty, x + (right - left) + 6, ty + (bottom - top) + 6], fill=(0, 0, 0))
-        pen.text((x + 3, ty + 3 - (top - y)), text, fill=(255, 255, 255), font=font)
+        tw, th = (right - left) + 6, (bottom - top) + 6
+        ty = y - th - 1 if y - th - 1 >= 0 else y + h + 1  # above the box, or below
+        ty = min(ty, im.height - th)  # a face at the bottom edge: the label inside the picture
+        tx = max(0, min(x, im.width - tw))  # a small face near the right edge: the whole label shown
+        pen.rectangle([tx, ty, tx + tw, ty + th], fill=(0, 0, 0))
+        pen.text((tx + 3, ty + 3 - (top - y)), text, fill=(255, 255, 255), font=font)
     return np.asarray(im)
 
 

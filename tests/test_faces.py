@@ -97,6 +97,15 @@ def test_find_says_why_a_picture_is_classified_whole_and_a_picture_without_a_fac
     assert np.array_equal(faces.cut(scene_with(face, 10, 10), boxes)[0], face)
 
 
+def test_a_small_faces_label_stays_whole_inside_the_picture():
+    rgb = np.full((200, 300, 3), 255, np.uint8)
+    marked = faces.label_faces(rgb, [(280, 185, 16, 14)], ["surprise 99%"])  # a tiny face in the corner
+    black = (marked == 0).all(2)
+    cols = np.flatnonzero(black.any(0))
+    assert cols.max() - cols.min() > 60  # the whole label, shifted left to fit, not cut at the right edge
+    assert black.any(1).nonzero()[0].max() < 200  # and above the face, inside the picture
+
+
 def test_one_call_from_a_picture_to_its_faces_and_emotions(face, weights):
     """faces.emotions: the documented call for people's own code, on a path, an array or a PIL image."""
     nets = models.load_nets([weights], "cpu")
