@@ -14,6 +14,7 @@ import faces
 import model as models
 import mtcnn
 import synthetic
+import tracking
 from tools import measure_faces
 from conftest import one_line, run_main
 
@@ -186,7 +187,7 @@ def test_between_detections_a_moving_face_keeps_its_box_and_its_smoothed_label(f
         calls.append(small.shape)
         return np.array([[x0 // 2, 15, 72, 72]])
 
-    tracker = camera.Tracker(cv2, detect, every=3, scale=0.5)
+    tracker = tracking.Tracker(cv2, detect, every=3, scale=0.5)
     a, b = np.eye(7)[3], np.eye(7)[4]
     shown = None
     for k in range(6):
@@ -199,7 +200,7 @@ def test_between_detections_a_moving_face_keeps_its_box_and_its_smoothed_label(f
     assert len(calls) == 2 and calls[0] == (120, 160)  # frames 0 and 3, each on a half-size copy
     expected = a
     for k in range(1, 6):
-        expected = camera.SMOOTH * expected + (1 - camera.SMOOTH) * (a if k < 3 else b)
+        expected = tracking.SMOOTH * expected + (1 - tracking.SMOOTH) * (a if k < 3 else b)
     assert np.allclose(shown[0], expected)  # one track throughout: the average spans the detection at frame 3
 
 
