@@ -82,6 +82,14 @@ def pick(labels, pred, n, seed):
 
 
 def draw(images, maps, probs, titles, path, layer, truth=None, explained=None):
+    """figure(...) written to `path` (its format from the name)."""
+    import matplotlib.pyplot as plt
+    fig = figure(images, maps, probs, titles, layer, truth, explained)
+    files.atomic_write(path, lambda t: fig.savefig(t, dpi=130, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def figure(images, maps, probs, titles, layer, truth=None, explained=None):
     """Each face above its heat-map overlay, with true/predicted label and confidence, like the report's Fig.
     10. The colour bar has a column of its own, so every overlay sits under its face. `explained`: the
     class each map explains (default the predicted); a map that is all zero says so on its panel."""
@@ -117,8 +125,7 @@ def draw(images, maps, probs, titles, path, layer, truth=None, explained=None):
                           f"class {data.CLASSES[explained[0]]}"), fontsize=9)
     axes[0, n].axis("off")
     fig.colorbar(heat, cax=axes[1, n], label="importance")
-    files.atomic_write(path, lambda t: fig.savefig(t, dpi=130, bbox_inches="tight"))
-    plt.close(fig)
+    return fig
 
 
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".pdf", ".svg")

@@ -361,7 +361,7 @@ def fast_amp(device):
     """The mixed precision that speeds `device` up: bf16 on a CUDA GPU that has it (fp16 on one that has
     not) and on a CPU with native bf16 (AVX512-BF16 or AMX), fp32 ("off") on other CPUs, where bf16 is
     emulated and slower than fp32 (docs/performance.md)."""
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return "bf16" if native else "off"

@@ -1,0 +1,234 @@
+"""A page in your browser: your camera live, each face with its box, emotion and a bar of the seven
+probabilities; a photo's faces with their emotions, and on a click a face's Grad-CAM.
+
+    python serve.py --weights weights/resnet.pth               then open http://127.0.0.1:8000
+    python serve.py --weights weights/resnet.pth weights/best.pth --port 8080      an ensemble
+
+The page (serve.html: one file, plain JavaScript, no build step) sends camera frames as JPEG to this server,
+which answers with the same face finder, tracker (tracking.py) and networks as camera.py, and draws the
+answers over the video. A frame or a photo stays in this process's memory while it is answered and is never
+written to disk. The server listens on 127.0.0.1 (this machine only) unless --host says otherwise. It uses only
+the standard library's HTTP server; finding faces needs OpenCV or MTCNN (requirements-faces.txt).
+"""
+import io
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import torch
+
+import cli
+import data
+import faces
+import gradcam
+import model as models
+import tracking
+
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.html")
+MAX_UPLOAD = 16 * 2 ** 20  # bytes: a phone photo is 2-8 MB
+MAX_PIXELS = 40_000_000  # a larger picture is refused before it is decoded
+WORKERS = 2  # requests answered at once; more wait up to BUSY_WAIT, then get 503 (the page stays live)
+BUSY_WAIT = 5.0  # seconds
+SESSIONS = 16  # cameras followed at once (a tracker each); the oldest is forgotten
+
+
+class Refused(Exception):
+    """A request the server cannot answer: its HTTP status and one line for the page."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class Emotions:
+    """The networks, the face finder, and one tracker per camera session; answers are computed under a
+    semaphore, so a flood of requests waits or is turned away instead of piling up work."""
+
+    def __init__(self, weights, device):
+        self.device = device
+        self.nets = models.load_nets(weights, device)
+        self.amp = models.fast_amp(device) == "bf16"
+        self.detector = faces.best_detector(min_size=round(faces.MIN_SIZE * tracking.DETECT_SCALE))
+        self.photo_detector = faces.best_detector()
+        self.work = threading.BoundedSemaphore(WORKERS)
+        # one network call at a time: Grad-CAM's hooks would otherwise catch another request's activations
+        self.nets_lock = threading.Lock()
+        self.trackers, self.lock = {}, threading.Lock()
+
+    def answer(self, route, body, query):
+        if not self.work.acquire(timeout=BUSY_WAIT):
+            raise Refused(503, "the server is busy; try again in a moment")
+        try:
+            grey = decode(body)
+            if route == "/frame":
+                return "application/json", json.dumps(self.frame(grey, query.get("session", ["0"])[0]))
+            if route == "/photo":
+                return "application/json", json.dumps(self.photo(grey))
+            return "image/png", self.explain(grey, query)
+        finally:
+            self.work.release()
+
+    def frame(self, grey, session):
+        """A camera frame: the faces followed in this session, with smoothed probabilities (camera.py's)."""
+        if self.detector is None:
+            raise Refused(501, f"no face finder is installed on the server: {faces.INSTALL}")
+        tracker = self.tracker(session)
+        boxes = tracker.boxes(grey)
+        with self.nets_lock:
+            probs = faces.classify(grey, boxes, self.nets, self.device, autocast=self.amp)
+        shown = tracker.classified(probs)
+        return {"width": grey.shape[1], "height": grey.shape[0],
+                "faces": [face(box, p, track) for box, p, track in zip(boxes, shown, tracker.ids)]}
+
+    def tracker(self, session):
+        import cv2
+        with self.lock:
+            if session not in self.trackers:
+                if len(self.trackers) >= SESSIONS:
+                    self.trackers.pop(next(iter(self.trackers)))
+                self.trackers[session] = tracking.Tracker(cv2, self.detector)
+            return self.trackers[session]
+
+    def photo(self, grey):
+        boxes, how = faces.find(grey, self.photo_detector)
+        with self.nets_lock:
+            probs = faces.classify(grey, boxes, self.nets, self.device)
+        note = {"faces": "", "no face found": "no face found in this picture"}.get(how, f"taken whole: {how}")
+        return {"width": grey.shape[1], "height": grey.shape[0], "note": note,
+                "faces": [face(box, p) for box, p in zip(boxes, probs)]}
+
+    def explain(self, grey, query):
+        """The Grad-CAM figure of face ?face=N (0-based) of the photo, as gradcam.py draws it."""
+        boxes, _ = faces.find(grey, self.photo_detector)
+        try:
+            k = int(query.get("face", ["0"])[0])
+            box = boxes[k]
+        except (ValueError, IndexError):
+            raise Refused(400, f"no face {query.get('face', ['0'])[0]} in this picture "
+                               f"({len(boxes)} found)") from None
+        import matplotlib.pyplot as plt
+        net = self.nets[0]  # an ensemble's first network: Grad-CAM explains one network
+        name = {make: key for key, make in models.MODELS.items()}[type(net)]
+        if name not in models.TARGET_LAYERS:
+            raise Refused(400, f"the {name} network has no convolutional layer to explain")
+        crop = faces.cut(grey, [box])
+        with self.nets_lock:
+            maps, logits = gradcam.gradcam(net, next(data.batches(torch.from_numpy(crop), 1, self.device)),
+                                           models.TARGET_LAYERS[name])
+        fig = gradcam.figure(crop, maps.cpu().numpy(), logits.float().softmax(1).cpu().numpy(),
+                             [f"face {k + 1}"], models.TARGET_LAYERS[name])
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
+        plt.close(fig)
+        return buffer.getvalue()
+
+
+def face(box, probs, track=None):
+    out = {"box": [int(v) for v in box], "emotion": data.CLASSES[int(np.argmax(probs))],
+           "probabilities": [round(float(v), 4) for v in probs]}
+    if track is not None:
+        out["track"] = int(track)
+    return out
+
+
+def decode(body):
+    """Uploaded bytes -> uint8 grey [H, W], in memory; anything but a picture is a 400/413 with one line."""
+    from PIL import Image, ImageOps
+    if not body:
+        raise Refused(400, "no picture in the request")
+    try:
+        im = Image.open(io.BytesIO(body))
+        if im.width * im.height > MAX_PIXELS:
+            raise Refused(413, f"the picture is {im.width}x{im.height}; at most {MAX_PIXELS // 10 ** 6} "
+                               f"megapixels")
+        return data.grey_of(ImageOps.exif_transpose(im))
+    except Refused:
+        raise
+    except Exception:  # noqa: BLE001  Pillow's many kinds of "not a picture I can read"
+        raise Refused(400, "not a picture (a JPEG, PNG, GIF, BMP, TIFF or WebP file)") from None
+
+
+def make_handler(emotions):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            if urlparse(self.path).path not in ("/", "/index.html"):
+                return self.send(404, "text/plain", b"not found\n")
+            with open(PAGE, "rb") as f:
+                self.send(200, "text/html; charset=utf-8", f.read())
+
+        def do_POST(self):
+            url = urlparse(self.path)
+            try:
+                if url.path not in ("/frame", "/photo", "/gradcam"):
+                    raise Refused(404, f"no such address: {url.path}")
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_UPLOAD:
+                    self.close_connection = True  # the body is not read: the connection cannot be reused
+                    raise Refused(413, f"the upload is {length / 2 ** 20:.0f} MB; at most "
+                                       f"{MAX_UPLOAD // 2 ** 20} MB")
+                kind, answer = emotions.answer(url.path, self.rfile.read(length), parse_qs(url.query))
+                self.send(200, kind, answer.encode() if isinstance(answer, str) else answer)
+            except Refused as e:
+                self.send(e.status, "application/json", json.dumps({"error": str(e)}).encode())
+
+        def send(self, status, kind, body):
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # one line per request would drown the terminal at 10 frames/s
+            pass
+
+    return Handler
+
+
+def make_server(weights, host="127.0.0.1", port=8000, device="cpu"):
+    emotions = Emotions(weights, device)
+    server = ThreadingHTTPServer((host, port), make_handler(emotions))
+    server.daemon_threads, server.emotions = True, emotions
+    return server
+
+
+def make_parser():
+    p = cli.parser("serve.py", __doc__)
+    p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every network "
+                   "this machine is on, so that other machines can open the page)")
+    p.add_argument("--port", type=int, default=8000, help="the port (0: any free one)")
+    cli.add_device_flag(p)
+    return p
+
+
+def main(argv=None):
+    p = make_parser()
+    args = p.parse_args(argv)
+    if not 0 <= args.port < 65536:
+        p.error(f"--port must be in 0-65535, got {args.port}")
+    device = models.pick_device(args.device)
+    try:
+        server = make_server(args.weights, args.host, args.port, device)
+    except OSError as e:
+        raise cli.UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") \
+            from None
+    host, port = server.server_address[:2]
+    print(f"open http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port} in your browser (Ctrl-C stops)",
+          flush=True)
+    t0 = time.time()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        print(f"stopped after {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    cli.run(main, "serve.py")

@@ -1,0 +1,236 @@
+"""serve.py: the page's server answers frames and photos through the one path camera.py and evaluate.py use,
+refuses what it cannot answer in one line, never writes a picture to disk; and the page, in a real headless
+Chromium fed a fake camera of faces, shows the labels camera.py's path gives."""
+import builtins
+import io
+import json
+import os
+import shutil
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data
+import faces
+import model as models
+import serve
+import synthetic
+from conftest import FER2013, ROOT, one_line, run_main
+
+BOX = (200, 120, 192, 192)  # where the face is in every test picture (640x480)
+
+
+class Finder:
+    """A face finder that finds the face where the test put it."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, grey):
+        h, w = grey.shape
+        scale = w / 640  # the tracker finds faces on a half-size copy
+        return np.array([[round(v * scale) for v in BOX]]) if grey.mean() != 255 else np.zeros((0, 4), int)
+
+
+def candidate_faces():
+    """Faces to show: FER2013's PublicTest where the data is here, else synthetic ones."""
+    path = next((p for p in FER2013 if os.path.exists(p)), None)
+    images = data.load(path)["val"][0][:200].numpy() if path else synthetic.synthetic_faces(200, seed=5)[0]
+    return images
+
+
+def scene(face):
+    """The face enlarged into a 640x480 grey picture at BOX."""
+    picture = np.full((480, 640), 110, np.uint8)
+    x, y, w, h = BOX
+    picture[y:y + h, x:x + w] = np.asarray(Image.fromarray(face).resize((w, h), Image.BILINEAR))
+    return picture
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The server on a free port with the shipped ResNet, in this process (so the test's finder is used), and
+    a face it answers with a clear margin (so JPEG's few grey levels cannot change the answer)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(faces, "best_detector", Finder)
+    weights = os.path.join(ROOT, "weights", "resnet.pth")
+    s = serve.make_server([weights], port=0)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    nets = models.load_nets([weights], "cpu")
+    images = candidate_faces()
+    probs = models.predict_proba(nets, torch.from_numpy(images), "cpu").numpy()
+    top2 = np.sort(probs, 1)[:, -2:]
+    face = images[int(np.argmax(top2[:, 1] - top2[:, 0]))]
+    yield f"http://127.0.0.1:{s.server_address[1]}", nets, face, s.emotions
+    s.shutdown()
+    s.server_close()
+    mp.undo()
+
+
+def post(url, body, headers=None):
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, r.headers["Content-Type"], r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+def png(picture):
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_photo_and_a_frame_are_answered_as_camera_py_answers_them(server):
+    url, nets, face, _ = server
+    picture = scene(face)
+    expected = faces.classify(picture, [BOX], nets)[0]
+    status, kind, body = post(url + "/photo", png(picture))
+    assert status == 200 and kind == "application/json"
+    got = json.loads(body)
+    assert got["faces"][0]["box"] == list(BOX) and np.allclose(got["faces"][0]["probabilities"], expected, atol=1e-3)
+    status, _, body = post(url + "/frame?session=t", png(picture))
+    frame = json.loads(body)["faces"][0]
+    assert status == 200 and frame["track"] == 1 and frame["emotion"] == data.CLASSES[int(expected.argmax())]
+    status, kind, body = post(url + "/gradcam?face=0", png(picture))
+    assert status == 200 and kind == "image/png" and Image.open(io.BytesIO(body)).size[0] > 100
+    blank = np.full((480, 640), 255, np.uint8)
+    assert json.loads(post(url + "/photo", png(blank))[2]) == {"width": 640, "height": 480, "faces": [],
+                                                                "note": "no face found in this picture"}
+
+
+@pytest.mark.parametrize("path,body,headers,status,words", [
+    ("/photo", b"this is not a picture", None, 400, "not a picture"),
+    ("/photo", b"", None, 400, "no picture"),
+    ("/photo", b"x", {"Content-Length": str(serve.MAX_UPLOAD + 1)}, 413, "at most 16 MB"),
+    ("/gradcam?face=3", None, None, 400, "no face 3 in this picture (1 found)"),
+    ("/upload", b"x", None, 404, "no such address"),
+])
+def test_what_cannot_be_answered_is_a_4xx_with_one_line(server, path, body, headers, status, words):
+    url, _, face, _ = server
+    got, kind, answer = post(url + path, png(scene(face)) if body is None else body, headers)
+    message = json.loads(answer)["error"]
+    assert got == status and kind == "application/json" and words in message and "\n" not in message
+
+
+def test_too_many_requests_at_once_are_turned_away_not_queued(server, monkeypatch):
+    url, _, face, emotions = server  # emotions: the running server's networks, finder and semaphore
+    monkeypatch.setattr(serve, "BUSY_WAIT", 0.05)
+    for _ in range(serve.WORKERS):
+        emotions.work.acquire()
+    try:
+        status, _, body = post(url + "/photo", png(scene(face)))
+        assert status == 503 and "busy" in json.loads(body)["error"]
+    finally:
+        for _ in range(serve.WORKERS):
+            emotions.work.release()
+    assert post(url + "/photo", png(scene(face)))[0] == 200  # and it answers again
+
+
+def test_pictures_are_never_written_to_disk(server, monkeypatch):
+    url, _, face, _ = server
+    real, written = builtins.open, []
+
+    def watched(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax+"):
+            written.append(file)
+        return real(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", watched)
+    for path in ("/photo", "/frame?session=d", "/gradcam?face=0"):
+        assert post(url + path, png(scene(face)))[0] == 200
+    assert written == []
+
+
+def test_a_port_in_use_or_out_of_range_is_one_line(tmp_path):
+    import socket
+    models.save_weights(tmp_path / "m.pth", models.build("mlp"), "mlp")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        one_line(run_main("serve.py", "--weights", tmp_path / "m.pth", "--port", port), 1,
+                 f"cannot listen on 127.0.0.1:{port}", "try another --port")
+    one_line(run_main("serve.py", "--weights", tmp_path / "m.pth", "--port", "70000"), 2, "--port must be")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The page in a real browser: headless Chromium, its fake camera fed a video of the face
+
+def chromium():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        path = None
+    return path
+
+
+needs_browser = pytest.mark.skipif(chromium() is None, reason="headless Chromium and playwright are not "
+                                   "installed (.ci/run installs them: apt-get install chromium; pip install "
+                                   "playwright)")
+
+
+def y4m(path, picture, frames=10):
+    """A grey video Chromium's fake camera plays in a loop: YUV 4:2:0, the picture as Y, no colour."""
+    h, w = picture.shape
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        grey = np.full((h // 2) * (w // 2) * 2, 128, np.uint8).tobytes()
+        for _ in range(frames):
+            f.write(b"FRAME\n" + picture.tobytes() + grey)
+
+
+def browser(p, video=None):
+    args = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    if video:
+        args += ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                 f"--use-file-for-fake-video-capture={video}"]
+    return p.chromium.launch(executable_path=chromium(), headless=True, args=args)
+
+
+@needs_browser
+def test_the_page_shows_the_camera_faces_and_a_photos_as_camera_py_reads_them(server, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+    url, nets, face, _ = server
+    shots = tmp_path_factory.mktemp("screenshots")  # kept by pytest with its temporary folders
+    picture = scene(face)
+    y4m(shots / "camera.y4m", picture)
+    expected = faces.classify(picture, [BOX], nets)[0]  # camera.py's path: the same frame, the same answer
+    Image.fromarray(picture).save(shots / "photo.png")
+    with sync_playwright() as p:
+        b = browser(p, shots / "camera.y4m")
+        page = b.new_page(viewport={"width": 1100, "height": 1300})
+        page.goto(url)
+        page.wait_for_selector("#live li", timeout=60000)
+        live = page.inner_text("#live li")
+        page.screenshot(path=str(shots / "live.png"))
+        assert live.startswith("face 1: " + data.CLASSES[int(expected.argmax())]), (live, expected)
+        assert abs(int(live.split()[-1].rstrip("%")) - round(100 * expected.max())) <= 3
+        page.set_input_files("#file", str(shots / "photo.png"))
+        page.wait_for_selector("#photo-faces li", timeout=60000)
+        assert page.inner_text("#photo-faces li").startswith("face 1: " + data.CLASSES[int(expected.argmax())])
+        page.click("#photo", position={"x": (BOX[0] + 20) * 0.99, "y": (BOX[1] + 20) * 0.99})
+        page.wait_for_function("document.getElementById('cam').naturalWidth > 0", timeout=60000)
+        page.screenshot(path=str(shots / "photo_gradcam.png"), full_page=True)
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "image/png", "buffer": b"hello"}])
+        page.wait_for_function("document.getElementById('photo-note').classList.contains('error')")
+        assert "not a picture" in page.inner_text("#photo-note")
+        b.close()
+        b = browser(p)  # no fake camera, no permission: the camera is refused
+        page = b.new_page()
+        page.goto(url)
+        page.wait_for_function("document.getElementById('status').classList.contains('error')", timeout=60000)
+        assert "allow the camera" in page.inner_text("#status")
+        page.set_input_files("#file", str(shots / "photo.png"))  # photos still work
+        page.wait_for_selector("#photo-faces li", timeout=60000)
+        page.screenshot(path=str(shots / "camera_refused.png"), full_page=True)
+        b.close()
+    print(f"screenshots: {shots}")
