@@ -93,8 +93,8 @@ def predict_files(nets, args, device):
     names = files.unique_names(args.images, "_faces.png") if args.out else []
     for name in names:  # a photo named like another's output is never replaced by it
         files.check_writable(os.path.join(args.out, name), inputs=args.images)
-    for k, (path, grey, boxes, how) in enumerate(faces.find_in_files(args.images)):
-        probs = torch.from_numpy(faces.classify(grey, boxes, nets, device, args.tta))  # one batch a picture
+    for k, (path, grey, boxes, how, angles) in enumerate(faces.find_in_files(args.images)):
+        probs = torch.from_numpy(faces.classify(grey, boxes, nets, device, args.tta, angles=angles))
         if how == "faces":
             print(f"{path}: {len(boxes)} face{'s' * (len(boxes) > 1)}")
             for n, (box, pr) in enumerate(zip(boxes, probs), 1):

@@ -29,6 +29,10 @@ MIN_NEIGHBORS = 5
 MIN_SIZE = 40  # pixels: smaller "faces" are mostly texture, and too small to classify anyway
 # Of the box's side, on each side: both finders' boxes, squared, are about FER2013's crop already.
 MARGIN = 0.0
+# Where MTCNN's eyes tilt more than this (degrees), the face is turned level before it is cut: measured on
+# PublicTest faces turned in scenes, +5.0 points at 15 degrees and +14.2 at 30, -1.7 on faces not turned
+# (levelling every face cost 5.0 there: FER2013's own faces tilt a little; docs/faces.md).
+LEVEL_PAST = 10.0
 
 
 def best_detector(min_size=MIN_SIZE):
@@ -75,54 +79,75 @@ def opencv():
     return cv2
 
 
-def crop(grey, box, margin=MARGIN):
+def crop(grey, box, margin=MARGIN, angle=0.0):
     """The square around `box` (x, y, w, h), widened by `margin` x its side on each side, as a 48x48 uint8
     face. Outside the picture is filled with the nearest edge pixels, so a face at the border is not cut by
-    black."""
+    black. `angle` (degrees, from level_angle): the square is turned by it first, so tilted eyes come out
+    level."""
     from PIL import Image
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * (1 + 2 * margin)
     cx, cy = x + w / 2, y + h / 2
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
-    size = max(1, int(round(side)))
+    reach = side * (0.75 if angle else 0.5)  # a turned square's corners reach out to side / sqrt(2)
+    left, top = int(round(cx - reach)), int(round(cy - reach))
+    size = max(1, int(round(2 * reach)))
     rows = np.clip(np.arange(top, top + size), 0, grey.shape[0] - 1)
     cols = np.clip(np.arange(left, left + size), 0, grey.shape[1] - 1)
-    square = grey[rows[:, None], cols[None, :]]
-    return np.array(Image.fromarray(square).resize((data.SIZE, data.SIZE), Image.BOX))
+    square = Image.fromarray(grey[rows[:, None], cols[None, :]])
+    if angle:
+        inner = (size - side) / 2
+        square = square.rotate(angle, resample=Image.BILINEAR).crop((inner, inner, inner + side, inner + side))
+    return np.array(square.resize((data.SIZE, data.SIZE), Image.BOX))
+
+
+def level_angle(eyes):
+    """The angle (degrees) that levels a face's eyes [2, 2] ((x, y) of each): crop(..., angle=it)."""
+    (x0, y0), (x1, y1) = eyes
+    return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
 
 
 def find(grey, detector):
-    """(boxes [K, 4], how): the faces in a grey picture and how they were found. how is "faces"; or the
-    picture is taken whole as one face, "a face crop already" (small) or, with detector None (none installed),
-    how to install face finding; or "no face found", with no box: a picture without a face is not classified
-    as if it were one."""
+    """(boxes [K, 4], how, angles [K]): the faces in a grey picture, how they were found, and the angle that
+    levels each one's eyes (0 unless MTCNN saw them tilt past LEVEL_PAST). how is "faces"; or the picture is
+    taken whole as one face, "a face crop already" (small) or, with detector None (none installed), how to
+    install face finding; or "no face found", with no box: a picture without a face is not classified as if
+    it were one."""
     h, w = grey.shape
     whole = np.array([[0, 0, w, h]], dtype=np.int64)
     if max(h, w) <= SMALL:
-        return whole, "a face crop already"
+        return whole, "a face crop already", np.zeros(1)
     if detector is None:
-        return whole, f"no face finder installed: {INSTALL}"
-    boxes = detector(grey)
-    return (boxes, "faces") if len(boxes) else (np.zeros((0, 4), np.int64), "no face found")
+        return whole, f"no face finder installed: {INSTALL}", np.zeros(1)
+    if hasattr(detector, "find"):  # MTCNN: the eyes too
+        boxes, eyes = detector.find(grey)
+        angles = np.array([level_angle(e) for e in eyes])
+        angles[np.abs(angles) < LEVEL_PAST] = 0.0
+    else:
+        boxes = detector(grey)
+        angles = np.zeros(len(boxes))
+    if len(boxes) == 0:
+        return np.zeros((0, 4), np.int64), "no face found", np.zeros(0)
+    return boxes, "faces", angles
 
 
-def cut(grey, boxes):
-    """Each box's face cut as FER2013 cut its faces (crop): uint8 [K, 48, 48]."""
+def cut(grey, boxes, angles=None):
+    """Each box's face cut as FER2013 cut its faces (crop), turned by its angle: uint8 [K, 48, 48]."""
     if len(boxes) == 0:
         return np.zeros((0, data.SIZE, data.SIZE), np.uint8)
-    return np.stack([crop(grey, b) for b in boxes])
+    angles = np.zeros(len(boxes)) if angles is None else angles
+    return np.stack([crop(grey, b, angle=a) for b, a in zip(boxes, angles)])
 
 
-def classify(grey, boxes, nets, device="cpu", tta=False, autocast=False):
-    """The seven probabilities [K, 7] (data.CLASSES order) of the faces at `boxes`, cut and classified in one
-    batch. Every answer this project gives about a picture comes from here: evaluate.py --images, camera.py's
-    followed faces, serve.py and emotions()."""
-    return models.predict_proba(nets, torch.from_numpy(cut(grey, boxes)), device, tta,
+def classify(grey, boxes, nets, device="cpu", tta=False, autocast=False, angles=None):
+    """The seven probabilities [K, 7] (data.CLASSES order) of the faces at `boxes`, cut (levelled by
+    `angles`) and classified in one batch. Every answer this project gives about a picture comes from here:
+    evaluate.py --images, camera.py's followed faces, serve.py and emotions()."""
+    return models.predict_proba(nets, torch.from_numpy(cut(grey, boxes, angles)), device, tta,
                                 autocast=autocast).numpy()
 
 
 def find_in_files(paths, detector=None):
-    """(path, grey, boxes, how) for each image file, as find() gives them. The detector is built once, when
+    """(path, grey, boxes, how, angles) for each image file, as find() gives them. The detector is built once, when
     the first picture too big to be a crop needs it; with none installed those pictures are classified
     whole."""
     tried = detector is not None
@@ -154,10 +179,10 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
         if not _shared:
             _shared.append(best_detector())
         detector = _shared[0]
-    boxes, _ = find(grey, detector)
+    boxes, _, angles = find(grey, detector)
     return [{"box": tuple(int(v) for v in box), "emotion": data.CLASSES[int(p.argmax())],
              "probabilities": {c: float(v) for c, v in zip(data.CLASSES, p)}}
-            for box, p in zip(boxes, classify(grey, boxes, nets, device, tta))]
+            for box, p in zip(boxes, classify(grey, boxes, nets, device, tta, angles=angles))]
 
 
 def as_grey(image):

@@ -182,11 +182,11 @@ def main(argv=None):
 
     if args.images:  # every face in each photo, found and cut as evaluate.py --images does
         crops, titles = [], []
-        for path, grey, boxes, how in faces.find_in_files(args.images):
+        for path, grey, boxes, how, angles in faces.find_in_files(args.images):
             name = os.path.basename(path)[:18]
             if how == "no face found":
                 print(f"{path}: no face found")
-            crops += list(faces.cut(grey, boxes))
+            crops += list(faces.cut(grey, boxes, angles))
             titles += [f"{name} #{k}" if how == "faces" else name for k in range(1, len(boxes) + 1)]
         if not crops:
             raise data.DataError(f"no face found in {', '.join(args.images)}: nothing to explain")

@@ -73,13 +73,13 @@ class ONet(nn.Module):
         self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
         self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
         self.dense6_1, self.dense6_2 = nn.Linear(256, 2), nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)  # five facial landmarks: trained, unused here
+        self.dense6_3 = nn.Linear(256, 10)  # five landmarks (x then y, fractions of the box): the eyes are used
 
     def forward(self, x):  # 48x48 crops
         x = self.pool2(self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x))))))
         x = self.prelu4(self.conv4(self.pool3(self.prelu3(self.conv3(x)))))
         x = self.prelu5(self.dense5(flatten_caffe(x)))
-        return self.dense6_2(x), self.dense6_1(x).softmax(1)[:, 1]
+        return self.dense6_2(x), self.dense6_1(x).softmax(1)[:, 1], self.dense6_3(x)
 
 
 def weights_folder():
@@ -154,8 +154,13 @@ class MTCNNDetector:
             self.nets.append(net.eval().requires_grad_(False))
         self.min_size, self.thresholds, self.factor = min_size, thresholds, factor
 
-    @torch.no_grad()
     def __call__(self, grey):
+        return self.find(grey)[0]
+
+    @torch.no_grad()
+    def find(self, grey):
+        """(boxes int [K, 4] as (x, y, w, h), eyes float [K, 2, 2]: each face's left and right eye (x, y) in
+        the picture, as the person's left and right), left to right."""
         pnet, rnet, onet = self.nets
         image = torch.tensor(grey, dtype=torch.float32)[None, None].expand(1, 3, -1, -1)  # grey as R = G = B
         image = (image - 127.5) / 128  # the networks' input scaling
@@ -164,7 +169,7 @@ class MTCNNDetector:
         scale = 12 / self.min_size  # a face of min_size pixels becomes P-Net's 12x12 window
         while min(h, w) * scale >= 12:
             small = F.interpolate(image, size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
-            reg, prob = pnet(small)
+            reg, prob = pnet(small)[:2]
             ys, xs = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
             if len(ys):
                 corner = torch.stack([xs, ys], 1).float() * 2  # P-Net's stride is 2
@@ -174,26 +179,33 @@ class MTCNNDetector:
                 scores.append(prob[0, ys, xs][keep])
             scale *= self.factor
         if not boxes:
-            return self.result(torch.zeros(0, 4))
+            return self.result(torch.zeros(0, 4), torch.zeros(0, 10))
         boxes, scores = torch.cat(boxes), torch.cat(scores)
         keep = nms(boxes[:, :4], scores, 0.7)
         boxes = refine(boxes[keep, :4], boxes[keep, 4:])
+        points = torch.zeros(0, 10)
         for net, size, threshold, by_min in ((rnet, 24, self.thresholds[1], False),
                                              (onet, 48, self.thresholds[2], True)):
             if not len(boxes):
                 break
-            reg, prob = net(cut(image, boxes, size))
+            reg, prob, *marks = net(cut(image, boxes, size))
             passed = prob > threshold
             boxes, reg, prob = boxes[passed], reg[passed], prob[passed]
             if by_min:  # O-Net: correct first, then suppress by the smaller area (the paper's last step)
+                side = (boxes[:, 2:] - boxes[:, :2])
+                points = torch.cat([boxes[:, :1] + side[:, :1] * marks[0][passed][:, :5],
+                                    boxes[:, 1:2] + side[:, 1:] * marks[0][passed][:, 5:]], 1)
                 boxes = refine(boxes, reg, square=False)
-                boxes = boxes[nms(boxes, prob, 0.7, by_min=True)]
+                keep = nms(boxes, prob, 0.7, by_min=True)
+                boxes, points = boxes[keep], points[keep]
             else:
                 keep = nms(boxes, prob, 0.7)
                 boxes = refine(boxes[keep], reg[keep])
-        return self.result(boxes)
+        return self.result(boxes, points)
 
     @staticmethod
-    def result(boxes):
+    def result(boxes, points):
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).round().long().numpy().reshape(-1, 4)
-        return xywh[np.argsort(xywh[:, 0], kind="stable")]
+        eyes = torch.stack([points[:, :2], points[:, 5:7]], 2).numpy().reshape(-1, 2, 2)  # [K, eye, (x, y)]
+        order = np.argsort(xywh[:, 0], kind="stable")
+        return xywh[order], eyes[order]

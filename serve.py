@@ -94,19 +94,19 @@ class Emotions:
             return self.trackers[session]
 
     def photo(self, grey):
-        boxes, how = faces.find(grey, self.photo_detector)
+        boxes, how, angles = faces.find(grey, self.photo_detector)
         with self.nets_lock:
-            probs = faces.classify(grey, boxes, self.nets, self.device)
+            probs = faces.classify(grey, boxes, self.nets, self.device, angles=angles)
         note = {"faces": "", "no face found": "no face found in this picture"}.get(how, f"taken whole: {how}")
         return {"width": grey.shape[1], "height": grey.shape[0], "note": note,
                 "faces": [face(box, p) for box, p in zip(boxes, probs)]}
 
     def explain(self, grey, query):
         """The Grad-CAM figure of face ?face=N (0-based) of the photo, as gradcam.py draws it."""
-        boxes, _ = faces.find(grey, self.photo_detector)
+        boxes, _, angles = faces.find(grey, self.photo_detector)
         try:
             k = int(query.get("face", ["0"])[0])
-            box = boxes[k]
+            box, angle = boxes[k], angles[k]
         except (ValueError, IndexError):
             raise Refused(400, f"no face {query.get('face', ['0'])[0]} in this picture "
                                f"({len(boxes)} found)") from None
@@ -115,7 +115,7 @@ class Emotions:
         name = {make: key for key, make in models.MODELS.items()}[type(net)]
         if name not in models.TARGET_LAYERS:
             raise Refused(400, f"the {name} network has no convolutional layer to explain")
-        crop = faces.cut(grey, [box])
+        crop = faces.cut(grey, [box], [angle])
         with self.nets_lock:
             maps, logits = gradcam.gradcam(net, next(data.batches(torch.from_numpy(crop), 1, self.device)),
                                            models.TARGET_LAYERS[name])

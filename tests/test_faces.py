@@ -88,14 +88,36 @@ def test_a_box_that_is_not_square_is_cut_square_around_its_centre(face):
 
 def test_find_says_why_a_picture_is_classified_whole_and_a_picture_without_a_face_has_none(face, monkeypatch):
     assert faces.find(face, StandIn())[1] == "a face crop already"
-    boxes, how = faces.find(scene_with(face, 10, 10), StandIn())
+    boxes, how, _ = faces.find(scene_with(face, 10, 10), StandIn())
     assert how == "no face found" and len(boxes) == 0  # not classified as if it were a face
     assert "pip install -r requirements-faces.txt" in faces.find(scene_with(face, 10, 10), None)[1]
     assert "pip install --no-deps facenet-pytorch" in faces.find(scene_with(face, 10, 10), None)[1]
     monkeypatch.setattr(StandIn, "boxes", [[10, 10, 144, 144]])
-    boxes, how = faces.find(scene_with(face, 10, 10), StandIn())
-    assert how == "faces" and boxes.tolist() == [[10, 10, 144, 144]]
+    boxes, how, angles = faces.find(scene_with(face, 10, 10), StandIn())
+    assert how == "faces" and boxes.tolist() == [[10, 10, 144, 144]] and angles.tolist() == [0.0]
     assert np.array_equal(faces.cut(scene_with(face, 10, 10), boxes)[0], face)
+
+
+def test_tilted_eyes_are_levelled_before_the_cut_past_ten_degrees(face):
+    """Two dark eyes 20 degrees off level come out level; a finder that sees eyes (MTCNN) turns a face only
+    when they tilt past faces.LEVEL_PAST (docs/faces.md has the measurement)."""
+    import math
+    grey = np.full((300, 300), 100, np.uint8)
+    a = math.radians(20)
+    eyes = np.array([[150 - 40 * math.cos(a), 150 - 40 * math.sin(a)], [150 + 40 * math.cos(a), 150 + 40 * math.sin(a)]])
+    for x, y in eyes:
+        grey[int(y) - 4:int(y) + 5, int(x) - 4:int(x) + 5] = 0
+    assert faces.level_angle(eyes) == pytest.approx(20)
+    for angle, level in ((0.0, False), (faces.level_angle(eyes), True)):
+        ys, xs = np.nonzero(faces.crop(grey, (90, 90, 120, 120), angle=angle) < 60)
+        assert (abs(ys[xs < 24].mean() - ys[xs >= 24].mean()) < 1) == level
+
+    class SeesEyes:
+        def find(self, grey):
+            return np.array([[90, 90, 120, 120], [10, 10, 60, 60]]), np.stack([eyes, [[20, 30], [50, 32]]])
+
+    boxes, how, angles = faces.find(grey, SeesEyes())
+    assert how == "faces" and angles[0] == pytest.approx(20) and angles[1] == 0.0  # 3.8 degrees: left as found
 
 
 def test_a_small_faces_label_stays_whole_inside_the_picture():

@@ -170,18 +170,59 @@ def measure(weights, val, n_scenes=20, margins=(0.0, 0.05, 0.1, 0.15, 0.2), seed
         print(f"{f'found in the scene, cut with margin {m:+.2f}':<48}{acc:>8.2%}")
 
 
+def measure_levelling(weights, val, n_scenes=20, angles=(0.0, 15.0, 30.0), past=(5.0, 10.0), seed=1):
+    """Whether levelling the eyes (MTCNN's landmarks) before the cut helps: the same PublicTest faces pasted
+    turned by each angle (either way), found by MTCNN, cut as found and cut levelled, and classified."""
+    import mtcnn
+    images, labels = val[0].numpy(), val[1]
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(labels), len(labels), replace=False)
+    images, labels = images[pick], labels[pick]
+    nets = models.load_nets(weights, "cpu")
+    detect = mtcnn.MTCNNDetector(min_size=faces.MIN_SIZE)
+    print(f"{2 * n_scenes} PublicTest faces, the same ones at each angle, in {n_scenes} scenes (seed {seed}); "
+          f"MTCNN; {', '.join(os.path.basename(w) for w in weights)}")
+    print("| faces turned by | found | as their FER2013 crops | cut as found | eyes levelled | levelled where "
+          + " | levelled where ".join(f"tilted over {m:.0f} deg" for m in past) + " |")
+    print("| ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(past))
+    for angle in angles:
+        scenes = scenes_with_faces(np.random.default_rng(seed), images, n_scenes, angle=angle)
+        cuts, own, y = {}, [], []
+        for scene, truths, which in scenes:
+            boxes, eyes = detect.find(scene)
+            for truth, k in zip(truths, which):
+                hit = next((j for j, b in enumerate(boxes) if matches(b, truth)), None)
+                if hit is None:
+                    continue
+                tilt = faces.level_angle(eyes[hit])
+                for m in (None, 0.0, *past):  # None: as found
+                    turn = 0.0 if m is None or abs(tilt) < m else tilt
+                    cuts.setdefault(m, []).append(faces.crop(scene, boxes[hit], angle=turn))
+                own.append(images[k])
+                y.append(int(labels[k]))
+        y = torch.tensor(y)
+        acc = [(models.predict_proba(nets, torch.from_numpy(np.stack(c)), "cpu").argmax(1) == y).float().mean()
+               for c in (own, *cuts.values())]
+        print(f"| {angle:.0f} deg | {len(y)}/{2 * n_scenes} | " + " | ".join(f"{a:.2%}" for a in acc) + " |")
+
+
 def main(argv=None):
     p = cli.parser("measure_faces.py", __doc__)
     p.add_argument("--weights", nargs="+", required=True, help="the network(s) that classify the faces found")
     p.add_argument("--data", required=True, help="a FER2013 file with PublicTest rows")
     p.add_argument("--scenes", type=int, default=20, help="scenes of two faces each (1 to 200)")
+    p.add_argument("--levelling", action="store_true", help="measure only whether levelling the eyes (MTCNN's "
+                   "landmarks) before the cut helps, on faces turned by 0, 15 and 30 degrees")
     args = p.parse_args(argv)
     if not 1 <= args.scenes <= 200:
         p.error(f"--scenes must be 1 to 200, got {args.scenes}")
     splits = data.load(args.data)
     if "val" not in splits or len(splits["val"][1]) < 700:
         p.error(f"--data {args.data}: needs a validation split of at least 700 faces (FER2013's PublicTest)")
-    measure(args.weights, splits["val"], args.scenes)
+    if args.levelling:
+        measure_levelling(args.weights, splits["val"], args.scenes)
+    else:
+        measure(args.weights, splits["val"], args.scenes)
 
 
 if __name__ == "__main__":
