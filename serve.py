@@ -13,6 +13,7 @@ the standard library's HTTP server; finding faces needs OpenCV or MTCNN (require
 import io
 import json
 import os
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -191,10 +192,19 @@ def make_handler(emotions):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the page was closed or reloaded mid-answer: nothing to report
+        super().handle_error(request, client_address)  # a bug: its traceback
+
+
 def make_server(weights, host="127.0.0.1", port=8000, device="cpu"):
     emotions = Emotions(weights, device)
-    server = ThreadingHTTPServer((host, port), make_handler(emotions))
-    server.daemon_threads, server.emotions = True, emotions
+    server = Server((host, port), make_handler(emotions))
+    server.emotions = emotions
     return server
 
 

@@ -148,6 +148,20 @@ def test_pictures_are_never_written_to_disk(server, monkeypatch):
     assert written == []
 
 
+def test_a_page_closed_mid_answer_leaves_no_traceback(server, capfd):
+    import socket
+    import time
+    url, _, face, _ = server
+    body = png(scene(face))
+    host, port = url.split("//")[1].split(":")
+    for _ in range(3):
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(f"POST /photo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # reset
+    time.sleep(2)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_a_port_in_use_or_out_of_range_is_one_line(tmp_path):
     import socket
     models.save_weights(tmp_path / "m.pth", models.build("mlp"), "mlp")
