@@ -229,6 +229,19 @@ def test_gradcam_cli_on_a_split_and_on_user_images(weights, tmp_path):
     assert r.returncode == 2 and "--layer nope: no such module" in r.stderr
 
 
+def test_each_map_says_which_class_it_explains():
+    faces_ = synthetic.synthetic_faces(2, seed=1)[0]
+    probs = np.array([[0.1, 0, 0, 0.2, 0.7, 0, 0], [0, 0, 0, 0.9, 0.1, 0, 0]])
+    maps = np.ones((2, 48, 48))
+    fig = gradcam.figure(faces_, maps, probs, ["a", "b"], "stage3.3", explained=[3, 3])  # --class happy
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "map: happy 20%\npred sad 70%" in titles  # the asked class, beside the answer
+    assert "pred happy 90%" in titles  # where the two agree, said once
+    assert "class happy" in fig.axes[len(faces_) + 1].get_ylabel()
+    fig = gradcam.figure(faces_, maps, probs, ["a", "b"], "stage3.3")
+    assert "predicted class" in fig.axes[len(faces_) + 1].get_ylabel()
+
+
 def test_pick_mixes_right_and_wrong_predictions():
     labels = np.array([0] * 10 + [1] * 10)
     pred = np.array([0] * 10 + [0] * 10)  # first 10 right, last 10 wrong

@@ -31,6 +31,15 @@ def test_training_beats_chance_clearly(trained):
     assert "test accuracy" in r.stdout
 
 
+def test_the_closing_figure_is_the_one_evaluate_py_gives(trained):
+    """The same weights read the same figure everywhere: train.py scores model.pth as evaluate.py does."""
+    import re
+    out, r = trained
+    closing = re.search(r"test accuracy (\d+\.\d+)%", r.stdout).group(1)
+    e = run_script("evaluate.py", "--weights", out / "model.pth", "--data", "synthetic")
+    assert e.returncode == 0 and f"accuracy {closing}%" in e.stdout, (closing, e.stdout)
+
+
 def test_a_run_writes_every_output(trained):
     out, r = trained
     for name in ("model.pth", "last.pth", "checkpoint.pth", "history.csv", "curves.png", "config.json"):
