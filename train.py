@@ -378,7 +378,8 @@ class Trainer:
 
     def __init__(self, args, splits, device, rank=0, world=1):
         self.args, self.device, self.rank, self.world = args, device, rank, world
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[args.amp]
+        amp = models.fast_amp(device) if args.amp == "auto" else args.amp  # parse_args resolves it already
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
         torch.manual_seed(args.seed)  # the same on every rank: one initial network
         self.net = models.build(args.model)
         if args.head == "softmax":  # the report's network as it was, its output layer Kaiming-normal too
@@ -395,7 +396,7 @@ class Trainer:
         self.opt = make_optimizer(args, self.net.parameters())
         n_train = len(splits["train"][1])
         self.sched = make_scheduler(args, self.opt, max(1, n_train // min(args.bs, n_train)))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         # The data set, resident on the device: 28,709 x 48 x 48 uint8 = 66 MB.
         self.train_x, self.train_y = (t.to(device) for t in splits["train"])
         self.val_x, self.val_y = splits["val"]
