@@ -677,7 +677,7 @@ def test_a_nan_pixel_is_black_and_a_deep_grey_photo_is_drawn_as_it_reads(tmp_pat
     Image.fromarray(ramp).save(tmp_path / "nan.tif")
     clean, nan = data.read_grey(str(tmp_path / "f.tif")), data.read_grey(str(tmp_path / "nan.tif"))
     assert nan[3, 5] == 0 and np.array_equal(np.delete(nan.ravel(), 3 * 48 + 5), np.delete(clean.ravel(), 3 * 48 + 5))
-    Image.fromarray((ramp[:, :] * 0 + 30000).astype(np.uint16)).save(tmp_path / "g16.png")  # 16-bit mid grey
+    Image.fromarray(np.full((48, 48), 30000, np.uint16)).save(tmp_path / "g16.png")  # 16-bit mid grey
     drawn = finder.read_rgb(str(tmp_path / "g16.png"))
     assert drawn.shape == (48, 48, 3) and np.array_equal(drawn[..., 0], data.read_grey(str(tmp_path / "g16.png")))
     assert 100 < drawn.mean() < 140  # not clipped to white
