@@ -89,6 +89,11 @@ def make_parser():
     p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="CutMix with Beta(ALPHA, "
                    "ALPHA) areas (Yun et al. 2019; 0: off); with --mixup too, each batch uses one of them at "
                    "random")
+    p.add_argument("--teacher", metavar="PROBS", help="distil a teacher into this network: the class "
+                   "probabilities tools/teacher.py computed for these training faces (say, the shipped "
+                   "ensemble with TTA)")
+    p.add_argument("--teacher-weight", type=float, default=0.5, help="the teacher's share of the loss: (1 - w) "
+                   "x cross-entropy with the labels + w x cross-entropy with the teacher's probabilities")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="validate and save an exponential "
                    "moving average of the weights, updated every step with this decay, e.g. 0.999 (0: off)")
     p.add_argument("--train-on-val", action="store_true", help="train on train + validation for a final "
@@ -128,6 +133,7 @@ RANGES = {
     "mixup": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"),
     "cutmix": (lambda v: 0 <= v < math.inf, ">= 0 (0: off)"),
     "ema": (lambda v: 0 <= v < 1, "a decay in [0, 1) (0: off)"),
+    "teacher_weight": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2^32)"),
 }
 # What a resumed run may change: the optimiser's own numbers are written back into it (a checkpoint's
@@ -169,6 +175,8 @@ def parse_args(argv):
     if ignored and args.schedule != "plateau":
         p.error(f"--{ignored[0].replace('_', '-')} sets ReduceLROnPlateau; --schedule {args.schedule} does "
                 "not use it")
+    if "teacher_weight" in given and not args.teacher:
+        p.error("--teacher-weight weighs a teacher's probabilities; add --teacher PROBS (tools/teacher.py)")
     if args.class_weighted_loss and args.sampler == "weighted":
         p.error("--class-weighted-loss and --sampler weighted both correct the class imbalance; use one "
                 "(add --sampler shuffle)")
@@ -376,8 +384,10 @@ def rank_batch(order, step, bs, rank, world):
 class Trainer:
     """Model, optimiser, scheduler and the device-resident data of one run."""
 
-    def __init__(self, args, splits, device, rank=0, world=1):
+    def __init__(self, args, splits, device, rank=0, world=1, teacher=None):
         self.args, self.device, self.rank, self.world = args, device, rank, world
+        # the teacher's probabilities [N, 7] for the training faces, on the device beside them (or None)
+        self.teacher = None if teacher is None else teacher.float().to(device)
         amp = models.fast_amp(device) if args.amp == "auto" else args.amp  # parse_args resolves it already
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
         torch.manual_seed(args.seed)  # the same on every rank: one initial network
@@ -437,7 +447,7 @@ class Trainer:
         return cross_entropy(logits, y, self.args.head, weight=self.loss_weights,
                              label_smoothing=self.args.label_smoothing)
 
-    def train_step(self, x_uint8, y):
+    def train_step(self, x_uint8, y, soft=None):
         """One optimiser step on a uint8 batch [B, 48, 48] already on the device. Returns the summed loss and
         correct count as device tensors (no sync)."""
         a = self.args
@@ -450,6 +460,10 @@ class Trainer:
             loss = self.loss(logits, y)
             if lam < 1:  # a host number: mixing off costs no second cross-entropy
                 loss = lam * loss + (1 - lam) * self.loss(logits, y_partner)
+            if soft is not None:  # distillation: the teacher's probabilities as a second, soft target
+                taught = self.loss(logits, soft) if lam == 1 else \
+                    lam * self.loss(logits, soft) + (1 - lam) * self.loss(logits, soft.flip(0))
+                loss = (1 - a.teacher_weight) * loss + a.teacher_weight * taught
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -469,7 +483,8 @@ class Trainer:
         for i in tqdm(range(steps), desc=desc, leave=False, dynamic_ncols=True, file=sys.stdout,
                       disable=None if self.rank == 0 else True):
             idx = rank_batch(order, i, bs, self.rank, self.world)
-            batch_loss, batch_correct = self.train_step(self.train_x[idx], self.train_y[idx])
+            soft = self.teacher[idx] if self.teacher is not None else None
+            batch_loss, batch_correct = self.train_step(self.train_x[idx], self.train_y[idx], soft)
             sums[0] += batch_loss
             sums[1] += batch_correct
         if self.world > 1:
@@ -631,10 +646,11 @@ def run(args, device, rank, world):
         # Said once, when the run starts, not again on each --resume.
         say(f"note: --early-stop {args.early_stop} ends the run before --plateau-patience "
             f"{args.plateau_patience} can lower the learning rate (a patience under the early stop lets it act)")
+    teacher = teacher_probabilities(args.teacher, splits, args.train_on_val) if args.teacher else None
     if args.train_on_val:
         splits["train"] = tuple(torch.cat([a, b]) for a, b in zip(splits["train"], splits["val"]))
     data_id, val_id = data.fingerprint(*splits["train"]), data.fingerprint(*splits["val"])
-    trainer = Trainer(args, splits, device, rank, world)
+    trainer = Trainer(args, splits, device, rank, world, teacher)
     history, best_val_loss, start = [], math.inf, 1
     if args.resume:
         ckpt = models.read_file(args.resume)
@@ -723,6 +739,20 @@ def run(args, device, rank, world):
     finally:
         if master and saved_epoch < 1 and os.path.exists(config_path):
             os.remove(config_path)  # nothing trained: the folder is not a run (main removes it if new)
+
+
+def teacher_probabilities(path, splits, train_on_val):
+    """The teacher's probabilities for the faces this run trains on (train, + val with --train-on-val), from a
+    tools/teacher.py file, whose fingerprints must be those faces'."""
+    blob = models.read_file(path)
+    parts = ("train", "val") if train_on_val else ("train",)
+    if not isinstance(blob, dict) or any(not isinstance(blob.get(s), dict) for s in parts):
+        raise data.DataError(f"{path}: not a teacher file of tools/teacher.py")
+    for s in parts:
+        if blob[s].get("id") != data.fingerprint(*splits[s]):
+            raise data.DataError(f"{path}: the teacher's probabilities are for other {s} faces than --data "
+                                 f"gives; make them with tools/teacher.py --data on this data")
+    return torch.cat([blob[s]["probs"] for s in parts])
 
 
 def finish(out, history, splits, args, save_epoch_weights, device):

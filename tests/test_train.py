@@ -10,6 +10,7 @@ import torch
 
 import data
 import model as models
+import synthetic
 import train
 from conftest import QUICK, run_main, run_script
 
@@ -276,3 +277,36 @@ def test_shipping_a_run_writes_fp16_weights_with_its_command_history_and_score(t
     assert sorted(os.listdir(tmp_path / "seeds")) == sorted(  # and nothing else, no temporary left
         f"demo{s}" for s in (".pth", "_command.txt", "_history.csv", "_publictest.json", "_curves.png",
                              "_confusion_matrix.png"))
+
+
+def test_distilling_a_teacher_that_repeats_the_labels_changes_nothing(tmp_path):
+    """With one-hot probabilities the teacher's cross-entropy is the labels': the run is the plain run."""
+    splits = data.load("synthetic")
+    blob = {s: {"id": data.fingerprint(*splits[s]), "probs": torch.nn.functional.one_hot(splits[s][1], 7).half()}
+            for s in ("train", "val")}
+    torch.save(blob, tmp_path / "labels.pt")
+    plain = LOOP + ["--epochs", "2", "--amp", "off"]
+    assert train.main(plain + ["--out", str(tmp_path / "a")]) is None
+    assert train.main(plain + ["--teacher", str(tmp_path / "labels.pt"), "--teacher-weight", "0.7", "--out",
+                               str(tmp_path / "b")]) is None
+    for a, b in zip(history(tmp_path / "a"), history(tmp_path / "b")):
+        assert math.isclose(float(a["train_loss"]), float(b["train_loss"]), rel_tol=1e-5)
+        assert a["val_acc"] == b["val_acc"]
+
+
+def test_a_teacher_file_is_made_once_and_refused_for_other_faces(tmp_path):
+    models.save_weights(tmp_path / "t.pth", models.build("mlp"), "mlp")
+    r = run_script("tools/teacher.py", "--weights", tmp_path / "t.pth", "--data", "synthetic", "--tta", "--out",
+                   tmp_path / "teacher.pt")
+    assert r.returncode == 0, r.stderr
+    blob = torch.load(tmp_path / "teacher.pt", weights_only=True)
+    splits = data.load("synthetic")
+    assert blob["train"]["probs"].shape == (len(splits["train"][1]), 7) and blob["tta"] is True
+    assert train.main(LOOP + ["--epochs", "1", "--teacher", str(tmp_path / "teacher.pt"), "--out",
+                              str(tmp_path / "run")]) is None
+    data.write_csv(str(tmp_path / "other.csv"), *synthetic.synthetic_faces(300, seed=7))
+    r = run_script("train.py", *LOOP[2:], "--data", tmp_path / "other.csv", "--epochs", "1", "--teacher",
+                   tmp_path / "teacher.pt", "--out", tmp_path / "r2")
+    assert r.returncode == 1 and "other train faces than --data gives" in r.stderr
+    r = run_script("train.py", *LOOP, "--epochs", "1", "--teacher-weight", "0.3", "--out", tmp_path / "r3")
+    assert r.returncode == 2 and "add --teacher PROBS" in r.stderr
