@@ -188,8 +188,8 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     good = (out / "checkpoint.pth").read_bytes()
     real_step = train.Trainer.train_step
 
-    def nan_step(self, x, y):
-        loss, correct = real_step(self, x, y)
+    def nan_step(self, x, y, *soft):
+        loss, correct = real_step(self, x, y, *soft)
         return loss * float("nan"), correct
 
     monkeypatch.setattr(train.Trainer, "train_step", nan_step)
