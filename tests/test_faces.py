@@ -226,14 +226,20 @@ def test_between_detections_a_moving_face_keeps_its_box_and_its_smoothed_label(f
     assert np.allclose(shown[0], expected)  # one track throughout: the average spans the detection at frame 3
 
 
+def moving_face_video(path, face, frames):
+    """A 320x240 video at 10 frames/s of the face moving 4 pixels right each frame."""
+    import cv2
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for k in range(frames):
+        writer.write(cv2.cvtColor(scene_with(face, 20 + 4 * k, 30), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
 @needs_opencv
 def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, weights):
     import cv2
-    video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
-    for k in range(8):
-        writer.write(cv2.cvtColor(scene_with(face, 20 + 4 * k, 30), cv2.COLOR_GRAY2BGR))
-    writer.release()
+    video = moving_face_video(tmp_path / "clip.avi", face, 8)
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144]])
     monkeypatch.delenv("DISPLAY", raising=False)
@@ -254,12 +260,7 @@ def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, we
 @needs_opencv
 def test_a_video_is_analysed_into_a_table_and_a_plot_of_each_faces_emotions(tmp_path, monkeypatch, face, weights):
     import csv
-    import cv2
-    video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
-    for k in range(12):
-        writer.write(cv2.cvtColor(scene_with(face, 20 + 4 * k, 30), cv2.COLOR_GRAY2BGR))
-    writer.release()
+    video = moving_face_video(tmp_path / "clip.avi", face, 12)
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144], [200, 20, 90, 90]])  # two faces, every frame
     code, out, err = run_main("camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv",
