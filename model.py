@@ -279,7 +279,7 @@ def load_weights(path, device="cpu", expect=None):
     name = blob["model"]
     if not isinstance(name, str) or name not in MODELS:
         raise WeightsError(f"{path}: holds an unknown network {name!r} (this code knows {', '.join(MODELS)})")
-    kinds = {"model": str, "state_dict": dict, "classes": (list, tuple, type(None)), "meta": (dict, type(None))}
+    kinds = {"state_dict": dict, "classes": (list, tuple, type(None)), "meta": (dict, type(None))}
     wrong = [k for k, kind in kinds.items() if k in blob and not isinstance(blob[k], kind)]
     if wrong or not is_state_dict(blob["state_dict"]):
         raise WeightsError(f"{path}: not a usable weights file ({(wrong or ['state_dict'])[0]!r} holds a "

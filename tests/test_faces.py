@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-import camera
 import data
 import faces
 import model as models
