@@ -19,9 +19,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+import checkpoint
 import cli
 import files
-import model as models
+import inference
+import model
 import train
 
 TRAIN_N, VAL_N = 28709, 3589  # FER2013's Training and PublicTest sizes
@@ -34,7 +36,7 @@ def sync(device):
 
 def model_step_rate(device, bs, amp_dtype, steps):
     torch.manual_seed(0)
-    net = models.build("resnet").to(device, memory_format=torch.channels_last).train()
+    net = model.build("resnet").to(device, memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     x = torch.randn(bs, 1, 48, 48, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (bs,), device=device)
@@ -92,19 +94,19 @@ def host_costs(trainer):
     history = [{"epoch": e, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.1, "val_acc": 0.5, "lr": 1e-4,
                 "seconds": 1.0} for e in range(1, 351)]
     with tempfile.TemporaryDirectory() as out:
-        state = trainer.state(350, history, 1.0, "bench")
+        state = checkpoint.state(trainer, 350, history, 1.0, "bench", "bench")
         return {"host_order_ms": ms(trainer.epoch_order),
-                "host_curves_ms": ms(lambda: train.plot_curves(out, history)),
-                "host_checkpoint_ms": ms(lambda: models.atomic_save(state,
+                "host_curves_ms": ms(lambda: checkpoint.plot_curves(out, history)),
+                "host_checkpoint_ms": ms(lambda: inference.atomic_save(state,
                                                                     os.path.join(out, "checkpoint.pth")))}
 
 
 def make_parser():
     p = cli.parser("bench.py", __doc__)
     cli.add_device_flag(p)
-    p.add_argument("--bs", type=int, default=256, help="batch size")
+    p.add_argument("--bs", type=cli.positive_int, default=256, help="batch size")
     p.add_argument("--amp", choices=["bf16", "fp16"], default="bf16", help="the mixed precision measured")
-    p.add_argument("--steps", type=int, default=None, help="timed model steps (default 30 CPU, 200 CUDA)")
+    p.add_argument("--steps", type=cli.positive_int, default=None, help="timed model steps (default 30 CPU, 200 CUDA)")
     p.add_argument("--json", metavar="PATH", help="also write the figures here")
     return p
 
@@ -112,11 +114,7 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
-    if args.bs <= 0:
-        p.error(f"--bs must be a positive integer, got {args.bs}")
-    if args.steps is not None and args.steps <= 0:
-        p.error(f"--steps must be a positive integer, got {args.steps}")
-    device = models.pick_device(args.device)
+    device = cli.pick_device(args.device)
     if args.json:
         files.check_writable(args.json)  # before minutes of measuring, not after
     if device.type == "cuda":

@@ -14,7 +14,7 @@ timed apart.
 Real time on a laptop CPU (docs/faces.md has the measurements): finding faces is the expensive part, so it
 runs on a half-size copy of the frame, every few frames, and the faces are followed in between (tracking.py,
 which also keeps the labels from flickering). All faces of a frame are classified in one batch, under bf16
-autocast where the device computes bf16 natively (model.fast_amp).
+autocast where the device computes bf16 natively (cli.fast_amp).
 """
 import os
 import sys
@@ -26,7 +26,7 @@ import cli
 import data
 import faces
 import files
-import model as models
+import inference
 from tracking import DETECT_SCALE, SMOOTH, Tracker
 
 def open_source(cv2, source):
@@ -89,7 +89,8 @@ def make_parser():
     p.add_argument("--csv", help="write a row per frame and face: time, box, track and the seven "
                    "probabilities")
     p.add_argument("--plot", help="draw each face's emotions over time into this picture (.png, .pdf, .svg)")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: at the end)")
+    p.add_argument("--max-frames", type=cli.non_negative_int, default=0,
+                   help="stop after this many frames (0: at the end)")
     cli.add_device_flag(p)
     return p
 
@@ -97,10 +98,8 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
-    device = models.pick_device(args.device)
-    amp = models.fast_amp(device) == "bf16"
-    if args.max_frames < 0:
-        p.error("--max-frames must be >= 0")
+    device = cli.pick_device(args.device)
+    amp = cli.fast_amp(device) == "bf16"
     if args.out and os.path.splitext(args.out)[1].lower() not in (".mp4", ".avi"):
         p.error(f"--out {args.out}: name a .mp4 or .avi file")
     cv2 = faces.opencv()
@@ -115,7 +114,7 @@ def main(argv=None):
                 "pass --out annotated.mp4 to write the video instead, or --csv / --plot for its emotions")
     for output in outputs:
         files.check_writable(output, inputs=[args.source, *args.weights])
-    nets = models.load_nets(args.weights, device)
+    nets = inference.load_nets(args.weights, device)
     detect = faces.best_detector(min_size=round(faces.MIN_SIZE * DETECT_SCALE))  # as small faces as in photos
     if detect is None:
         raise data.DataError(f"no face finder is installed: {faces.INSTALL}")

@@ -1,13 +1,17 @@
 """How every script talks to its user: a flag parser whose -h shows the defaults and whose errors are one
-line, and the `__main__` guard that turns a mistake the user can fix into one line and a non-zero exit.
+line, flag values held to their ranges, the --device flag and the precision it runs at, and the `__main__`
+guard that turns a mistake the user can fix into one line and a non-zero exit.
 
 Exit codes: 2 a bad flag (argparse's); 1 bad data, weights, an output that cannot be written, or Ctrl-C. A bug
 inside the code is not a UserError, so it still shows its traceback and gets reported.
 """
 import argparse
 import os
+import re
 import signal
 import sys
+
+import torch
 
 
 class UserError(Exception):
@@ -35,14 +39,54 @@ def parser(prog, doc):
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False)
     # one line, not the usage block + message; under torchrun, said once (by rank 0), not once per process
     speaks = int(os.environ.get("RANK", 0)) == 0
-    p.error = lambda msg: p.exit(2, f"{prog}: error: {msg}\n" if speaks else None)
+
+    def error(msg):
+        msg = re.sub(r"^argument (\S+): must be", r"\1 must be", msg)  # a `checked` type's refusal
+        p.exit(2, f"{prog}: error: {msg}\n" if speaks else None)
+    p.error = error
     return p
 
 
+def checked(kind, ok, what):
+    """An argparse `type=`: the text read as `kind`, then refused unless ok(value), as "--FLAG must be WHAT,
+    got VALUE". NaN fails every comparison, so "--wd nan" is refused like "--wd -1"."""
+    def parse(text):
+        value = kind(text)  # a ValueError here is argparse's "invalid int value"
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = checked(int, lambda v: v > 0, "a positive integer")
+non_negative_int = checked(int, lambda v: v >= 0, ">= 0")
+positive = checked(float, lambda v: 0 < v < float("inf"), "a positive number")
+non_negative = checked(float, lambda v: 0 <= v < float("inf"), ">= 0")
+probability = checked(float, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+
+
 def add_device_flag(p):
-    """--device, the same in every script; model.pick_device turns it into a torch.device."""
+    """--device, the same in every script; pick_device turns it into a torch.device."""
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: a CUDA GPU where PyTorch sees one, else the CPU")
+
+
+def pick_device(name):
+    """--device auto|cpu|cuda -> a torch.device; auto takes a CUDA GPU where PyTorch sees one."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FlagError("--device cuda, but PyTorch sees no CUDA GPU (use --device cpu or auto)")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def fast_amp(device):
+    """The mixed precision that speeds `device` up: bf16 on a CUDA GPU that has it (fp16 on one that has
+    not) and on a CPU with native bf16 (AVX512-BF16 or AMX), fp32 ("off") on other CPUs, where bf16 is
+    emulated and slower than fp32 (docs/performance.md)."""
+    if torch.device(device).type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bf16" if native else "off"
 
 
 def given_flags(argv):

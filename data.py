@@ -405,6 +405,17 @@ def write_csv(path, images, labels, usage=None):
 # training does not use it: whole batches are gathered and augmented on the device (below).
 
 class FERDataset(torch.utils.data.Dataset):
+    """The CSV's faces as a torch Dataset, (normalised float [1, 48, 48], label) per item: the usual way to
+    feed a DataLoader, for code that wants one. train.py does not use it: it keeps the whole set on the device
+    and draws the WeightedRandomSampler's batches as index tensors, so no per-sample Python and no host-to-device
+    copy runs between two steps. The DataLoader equivalent:
+
+        splits = data.load("data/fer2013.csv")
+        train_set = FERDataset(*splits["train"], transform=some_uint8_transform)
+        sampler = WeightedRandomSampler(class_weights(splits["train"][1]), len(train_set))
+        loader = DataLoader(train_set, batch_size=256, sampler=sampler, num_workers=2)
+    """
+
     def __init__(self, images, labels, transform=None):
         self.images, self.labels, self.transform = images, labels, transform
 
@@ -441,10 +452,14 @@ def batches(images, batch_size, device):
             memory_format=torch.channels_last)
 
 
+def class_counts(labels):
+    """Faces per class (at least 1, so a missing class never divides by zero)."""
+    return torch.bincount(labels, minlength=len(CLASSES)).clamp(min=1)
+
+
 def class_weights(labels):
     """1 / class count per sample, as the report's WeightedRandomSampler used."""
-    counts = torch.bincount(labels, minlength=len(CLASSES)).clamp(min=1)
-    return 1.0 / counts[labels].double()
+    return 1.0 / class_counts(labels)[labels].double()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -516,7 +531,7 @@ def make_parser():
     p.add_argument("--synthetic", metavar="OUT.csv", help="write synthetic faces to this CSV instead (.csv, "
                    "or .csv.gz/.bz2/.xz/.zip, compressed as the name says)")
     p.add_argument("--n", type=int, default=2000, help="number of synthetic faces (7 to 1,000,000)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=cli.non_negative_int, default=0,
                    help="which synthetic faces, and which faces samples.png shows")
     p.add_argument("--out", help="folder for distribution.png and samples.png (default: no figures)")
     return p
@@ -525,8 +540,6 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
-    if args.seed < 0:
-        p.error(f"--seed must be >= 0, got {args.seed}")
     if args.synthetic:
         if not 7 <= args.n <= 1_000_000:  # a million faces is a 4.6 GB CSV; more only exhausts the memory
             p.error(f"--n must be 7 to 1,000,000 (one face per class at least), got {args.n}")

@@ -15,7 +15,7 @@ import cli
 import data
 import faces
 import files
-import model as models
+import inference
 
 
 def metrics(labels, probs):
@@ -142,7 +142,7 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
-    device = models.pick_device(args.device)
+    device = cli.pick_device(args.device)
     inputs = [*args.weights, *(args.images or []), args.data]
     if args.json:  # every output checked before the work, not after the figures are written
         files.check_writable(args.json, inputs=inputs)
@@ -156,7 +156,7 @@ def main(argv=None):
     if args.images and chose_data:
         p.error(f"--{sorted(chose_data)[0]} picks a data set to score; --images classifies the "
                 "faces in the photos given instead: use one of them")
-    nets = models.load_nets(args.weights, device)
+    nets = inference.load_nets(args.weights, device)
 
     if args.images:
         return predict_files(nets, args, device)
@@ -175,7 +175,7 @@ def main(argv=None):
     if ("val" in split.split("+") or split == "all") and any(net.meta.get("config", {}).get("train_on_val") for net in nets):
         print(f"warning: {', '.join(args.weights)} trained on the validation images too (--train-on-val): "
               f"its {split} figure is not held out and says nothing about new faces")
-    m = metrics(labels, models.predict_proba(nets, images, device, args.tta, progress=True))
+    m = metrics(labels, inference.predict_proba(nets, images, device, args.tta, progress=True))
     title = f"{' + '.join(os.path.basename(w) for w in args.weights)} on {splits.title(split)}" \
             f"{' (TTA)' if args.tta else ''}"
     print_report(m, title)

@@ -1,7 +1,7 @@
 """Export trained networks to ONNX, the model file that apps, phones and browsers load.
 
     python export.py --weights weights/resnet.pth --out resnet.onnx
-    python export.py --weights weights/resnet.pth weights/best.pth --out pair.onnx    an ensemble, one graph
+    python export.py --weights weights/resnet.pth weights/vgg.pth --out pair.onnx    an ensemble, one graph
 
 The graph takes what an app has at hand: grey 48x48 faces as float32 pixel values 0-255, shape [N, 1, 48, 48]
 (input "pixels"), and returns the seven class probabilities [N, 7] (output "probabilities", averaged over the
@@ -24,7 +24,7 @@ import torch.nn as nn
 import cli
 import data
 import files
-import model as models
+import inference
 
 INPUT, OUTPUT = "pixels", "probabilities"
 
@@ -124,7 +124,7 @@ def main(argv=None):
         raise cli.UserError(f"needs {e.name}, an optional extra: pip install -r requirements-export.txt") \
             from None
     files.check_writable(args.out, inputs=[*args.weights, args.data])
-    nets = [models.load_weights(w)[0] for w in args.weights]  # fp32 on the CPU: the file runs anywhere
+    nets = [inference.load_weights(w)[0] for w in args.weights]  # fp32 on the CPU: the file runs anywhere
     module = export(nets, args.weights, args.out)
     splits = data.load(args.data, n_synthetic=700)
     _, images, _ = data.choose_split(splits, "val", args.data)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import data
-import model as models
+import inference
 import mtcnn
 
 INSTALL = f"pip install -r requirements-faces.txt (OpenCV), and for better finding {mtcnn.INSTALL} (MTCNN)"
@@ -29,9 +29,9 @@ MIN_NEIGHBORS = 5
 MIN_SIZE = 40  # pixels: smaller "faces" are mostly texture, and too small to classify anyway
 # Of the box's side, on each side: both finders' boxes, squared, are about FER2013's crop already.
 MARGIN = 0.0
-# Where MTCNN's eyes tilt more than this (degrees), the face is turned level before it is cut: measured on
-# PublicTest faces turned in scenes, +5.0 points at 15 degrees and +14.2 at 30, -1.7 on faces not turned
-# (levelling every face cost 5.0 there: FER2013's own faces tilt a little; docs/faces.md).
+# Where MTCNN's eyes tilt more than this (degrees), the face is turned level before it is cut. Past it,
+# levelling gains; under it, it costs, since FER2013's own faces tilt a little and the networks learnt them so
+# (the measurement: docs/faces.md).
 LEVEL_PAST = 10.0
 
 
@@ -142,7 +142,7 @@ def classify(grey, boxes, nets, device="cpu", tta=False, autocast=False, angles=
     """The seven probabilities [K, 7] (data.CLASSES order) of the faces at `boxes`, cut (levelled by
     `angles`) and classified in one batch. Every answer this project gives about a picture comes from here:
     evaluate.py --images, camera.py's followed faces, serve.py and emotions()."""
-    return models.predict_proba(nets, torch.from_numpy(cut(grey, boxes, angles)), device, tta,
+    return inference.predict_proba(nets, torch.from_numpy(cut(grey, boxes, angles)), device, tta,
                                 autocast=autocast).numpy()
 
 
@@ -164,8 +164,8 @@ _shared = []  # emotions()'s face finder, built on its first use
 def emotions(image, nets, device="cpu", tta=False, detector=None):
     """The faces in a picture and their emotions, for your own code (run it from the repository):
 
-        import faces, model
-        nets = model.load_nets(["weights/resnet.pth"], "cpu")      # once; several files = an ensemble
+        import faces, inference
+        nets = inference.load_nets(["weights/resnet.pth"], "cpu")      # once; several files = an ensemble
         for face in faces.emotions("group.jpg", nets):
             print(face["box"], face["emotion"], face["probabilities"]["happy"])
 

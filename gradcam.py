@@ -18,7 +18,8 @@ import cli
 import data
 import faces
 import files
-import model as models
+import inference
+import model
 
 
 class LayerError(ValueError):
@@ -31,7 +32,7 @@ def gradcam(net, x, layer, classes=None):
     every image is independent (BatchNorm uses its running statistics), so a batch gives the same maps as
     its images one by one. The gradient is taken with respect to the kept activation alone
     (torch.autograd.grad), so backward stops at that layer instead of running down to the image: the same
-    maps, 1.7-2.2x faster on the shipped networks. The weights' .grad are untouched. Every submodule's
+    maps, sooner. The weights' .grad are untouched. Every submodule's
     train/eval flag is restored afterwards, and it works inside torch.inference_mode() too."""
     module = dict(net.named_modules()).get(layer)
     if module is None:
@@ -63,7 +64,7 @@ def gradcam(net, x, layer, classes=None):
 
 def conv_layers(net):
     """The layers worth explaining, in forward order: residual blocks, else the activation after each conv."""
-    names = [n for n, m in net.named_modules() if isinstance(m, models.ResidualBlock)]
+    names = [n for n, m in net.named_modules() if isinstance(m, model.ResidualBlock)]
     return names or [n for n, m in net.named_modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))
                      and n.startswith("features.")]
 
@@ -147,12 +148,12 @@ def make_parser():
     p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
     p.add_argument("--split", choices=data.SPLIT_CHOICES, help="default: as evaluate.py's")
     p.add_argument("--images", nargs="+", metavar="IMAGE", help="explain these image files instead")
-    p.add_argument("--n", type=int, default=8, help="how many images from the split")
+    p.add_argument("--n", type=cli.positive_int, default=8, help="how many images from the split")
     p.add_argument("--layer", help="the module to explain (default: the last residual block)")
     p.add_argument("--class", dest="cls", type=parse_class,
                    help="explain this class instead of the predicted")
     p.add_argument("--out", required=True, help="the figure to write (.png, .jpg, .pdf, .svg)")
-    p.add_argument("--seed", type=int, default=0, help="which images --n picks")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="which images --n picks")
     cli.add_device_flag(p)
     return p
 
@@ -164,18 +165,14 @@ def main(argv=None):
     if args.images and chose_data:
         p.error(f"--{sorted(chose_data)[0]} picks faces from a data set; --images explains the photos given "
                 "instead: use one of them")
-    if args.n <= 0:
-        p.error("--n must be positive")
-    if args.seed < 0:
-        p.error(f"--seed must be >= 0, got {args.seed}")
     if os.path.splitext(args.out)[1].lower() not in IMAGE_FORMATS:
         p.error(f"--out {args.out}: name an image file ({', '.join(IMAGE_FORMATS)})")
-    device = models.pick_device(args.device)
+    device = cli.pick_device(args.device)
     files.check_writable(args.out, inputs=[args.weights, args.data, *(args.images or [])])
-    net, name = models.load_weights(args.weights, device)
-    if not args.layer and name not in models.TARGET_LAYERS:
+    net, name = inference.load_weights(args.weights, device)
+    if not args.layer and name not in model.TARGET_LAYERS:
         p.error(f"{args.weights} holds a {name!r} network, which has no convolutional layer to explain")
-    layer = args.layer or models.TARGET_LAYERS[name]
+    layer = args.layer or model.TARGET_LAYERS[name]
     if layer not in dict(net.named_modules()) or layer == "":
         p.error(f"--layer {layer}: no such module in this {name} network; "
                 f"try one of {', '.join(conv_layers(net))}")
@@ -197,7 +194,7 @@ def main(argv=None):
             p.error(f"--data {args.data}: no such file or folder")
         splits = data.load(args.data, whole=True)
         split, all_images, labels = data.choose_split(splits, args.split, args.data)
-        pred = models.predict_proba([net], all_images, device).argmax(1)
+        pred = inference.predict_proba([net], all_images, device).argmax(1)
         idx = torch.from_numpy(pick(labels.numpy(), pred.numpy(), args.n, args.seed))
         print(f"{len(idx)} faces from {splits.title(split)}"
               f"{f' (--n {args.n}, but it holds only {len(idx)})' if len(idx) < args.n else ''}")

@@ -2,7 +2,7 @@
 probabilities; a photo's faces with their emotions, and on a click a face's Grad-CAM.
 
     python serve.py --weights weights/resnet.pth               then open http://127.0.0.1:8000
-    python serve.py --weights weights/resnet.pth weights/best.pth --port 8080      an ensemble
+    python serve.py --weights weights/resnet.pth weights/vgg.pth --port 8080      an ensemble
 
 The page (serve.html: one file, plain JavaScript, no build step) sends camera frames as JPEG to this server,
 which answers with the same face finder, tracker (tracking.py) and networks as camera.py, and draws the
@@ -26,7 +26,8 @@ import cli
 import data
 import faces
 import gradcam
-import model as models
+import inference
+import model
 import tracking
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.html")
@@ -51,8 +52,8 @@ class Emotions:
 
     def __init__(self, weights, device):
         self.device = device
-        self.nets = models.load_nets(weights, device)
-        self.amp = models.fast_amp(device) == "bf16"
+        self.nets = inference.load_nets(weights, device)
+        self.amp = cli.fast_amp(device) == "bf16"
         self.detector = faces.best_detector(min_size=round(faces.MIN_SIZE * tracking.DETECT_SCALE))
         self.photo_detector = faces.best_detector()
         self.work = threading.BoundedSemaphore(WORKERS)
@@ -113,15 +114,15 @@ class Emotions:
                                f"({len(boxes)} found)") from None
         import matplotlib.pyplot as plt
         net = self.nets[0]  # an ensemble's first network: Grad-CAM explains one network
-        name = {make: key for key, make in models.MODELS.items()}[type(net)]
-        if name not in models.TARGET_LAYERS:
+        name = {make: key for key, make in model.MODELS.items()}[type(net)]
+        if name not in model.TARGET_LAYERS:
             raise Refused(400, f"the {name} network has no convolutional layer to explain")
         crop = faces.cut(grey, [box], [angle])
         with self.nets_lock:
             maps, logits = gradcam.gradcam(net, next(data.batches(torch.from_numpy(crop), 1, self.device)),
-                                           models.TARGET_LAYERS[name])
+                                           model.TARGET_LAYERS[name])
         fig = gradcam.figure(crop, maps.cpu().numpy(), logits.float().softmax(1).cpu().numpy(),
-                             [f"face {k + 1}"], models.TARGET_LAYERS[name])
+                             [f"face {k + 1}"], model.TARGET_LAYERS[name])
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
         plt.close(fig)
@@ -213,7 +214,8 @@ def make_parser():
     p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every network "
                    "this machine is on, so that other machines can open the page)")
-    p.add_argument("--port", type=int, default=8000, help="the port (0: any free one)")
+    p.add_argument("--port", type=cli.checked(int, lambda v: 0 <= v < 65536, "in 0-65535"), default=8000,
+                   help="the port (0: any free one)")
     cli.add_device_flag(p)
     return p
 
@@ -221,9 +223,7 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
-    if not 0 <= args.port < 65536:
-        p.error(f"--port must be in 0-65535, got {args.port}")
-    device = models.pick_device(args.device)
+    device = cli.pick_device(args.device)
     try:
         server = make_server(args.weights, args.host, args.port, device)
     except OSError as e:

@@ -24,8 +24,8 @@ QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
 
 @pytest.fixture(scope="session", autouse=True)
 def synthetic_faces_drawn_once():
-    """synthetic.synthetic_faces is deterministic in (n, seed) and took 10-20 s for 3,000 faces on a slow day;
-    the scripts the tests run draw the same sets again and again, so each set is drawn once (handed out as
+    """synthetic.synthetic_faces is deterministic in (n, seed) and takes seconds for 3,000 faces; the scripts
+    the tests run draw the same sets again and again, so each set is drawn once (handed out as
     copies, so no test can alter another's). The real function stays reachable as `__wrapped__`."""
     real, drawn = synthetic.synthetic_faces, {}
 
@@ -54,8 +54,7 @@ def fer2013():
 def trained(tmp_path_factory):
     """One 4-epoch run of the report's network, shared by the training tests and, as trained weights whose
     predictions are not all one class, by evaluate.py's and Grad-CAM's: (output folder, the finished run).
-    On 2026-11-25, a slow day, an epoch took 2.3 minutes and validation accuracy was 0.16, 0.29, 0.48,
-    0.80."""
+    Four epochs take a few minutes on two cores and end well above chance."""
     out = tmp_path_factory.mktemp("run")
     r = run_script("train.py", *QUICK, "--epochs", "4", "--out", out)
     assert r.returncode == 0, r.stderr

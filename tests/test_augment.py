@@ -8,7 +8,7 @@ import torch
 
 import augment
 import data
-import model as models
+import model
 import synthetic
 import train
 
@@ -121,7 +121,7 @@ def test_fast_train_step_equals_a_plain_per_sample_reference(amp):
     """The device path (gather a uint8 batch, warp it, normalise, step) against the report's way: the
     FERDataset per sample through a DataLoader, each image warped alone with the same draws."""
     trainer, splits = make_trainer(["--amp", amp, "--bs", "16", "--lr", "1e-3"])
-    reference = models.build("resnet").to(memory_format=torch.channels_last)  # same kernels as the fast path
+    reference = model.build("resnet").to(memory_format=torch.channels_last)  # same kernels as the fast path
     reference.load_state_dict(trainer.net.state_dict())
     ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
     idx = trainer.epoch_order()[:16]
@@ -203,16 +203,16 @@ def test_the_ema_is_the_exponential_average_of_the_weights_with_a_warming_up_dec
     trainer, splits = make_trainer(["--ema", "0.5", "--bs", "16", "--lr", "1e-3", "--amp", "off"])
     order = trainer.epoch_order()
     for n in range(1, 13):
-        ema_before = {k: v.clone() for k, v in trainer.ema.state_dict().items()}
+        ema_before = {k: v.clone() for k, v in trainer.ema_net.state_dict().items()}
         idx = order[(n % 10) * 16:(n % 10 + 1) * 16]
         trainer.train_step(splits["train"][0][idx], splits["train"][1][idx])
         decay = min(0.5, (1 + n) / (10 + n))  # warms up to the --ema decay: 0.18, 0.25, ..., 0.5 from n = 8
         net = trainer.net.state_dict()
-        for k, e in trainer.ema.state_dict().items():
+        for k, e in trainer.ema_net.state_dict().items():
             if e.is_floating_point():
                 assert torch.allclose(e, decay * ema_before[k] + (1 - decay) * net[k], atol=1e-6), (n, k)
             else:
                 assert torch.equal(e, net[k]), k  # BatchNorm's batch counter follows the network
     # it lags (the output layer: the only one a first step moves, as it starts at zero)
-    assert not torch.allclose(trainer.ema.state_dict()["head.4.weight"], net["head.4.weight"])
-    assert trainer.eval_net is trainer.ema and all(not p.requires_grad for p in trainer.ema.parameters())
+    assert not torch.allclose(trainer.ema_net.state_dict()["head.4.weight"], net["head.4.weight"])
+    assert trainer.eval_net is trainer.ema_net and all(not p.requires_grad for p in trainer.ema_net.parameters())

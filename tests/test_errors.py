@@ -5,7 +5,8 @@ import gzip
 import pytest
 
 import data
-import model as models
+import inference
+import model
 from conftest import one_line, run_script
 
 GOOD_PIXELS = " ".join(["128"] * 2304)
@@ -85,7 +86,7 @@ def test_bad_flags_are_usage_errors(flags, needle):
 
 
 def test_evaluate_refuses_a_split_the_data_does_not_have(tmp_path):
-    models.save_weights(tmp_path / "w.pth", models.build("resnet"), "resnet")
+    inference.save_weights(tmp_path / "w.pth", model.build("resnet"), "resnet")
     train_only = tmp_path / "train.csv"
     write(train_only, "emotion,pixels\n" + "\n".join(f"{k % 7},{GOOD_PIXELS}" for k in range(30)) + "\n")
     one_line(run_script("evaluate.py", "--weights", tmp_path / "w.pth", "--data", train_only, "--split", "test"),
@@ -103,7 +104,7 @@ def test_bad_weights_files_are_one_line(tmp_path, script):
 
 
 def test_an_unreadable_image_for_prediction_is_one_line(tmp_path):
-    models.save_weights(tmp_path / "w.pth", models.build("resnet"), "resnet")
+    inference.save_weights(tmp_path / "w.pth", model.build("resnet"), "resnet")
     (tmp_path / "me.jpg").write_text("not an image")
     one_line(run_script("evaluate.py", "--weights", tmp_path / "w.pth", "--images", tmp_path / "me.jpg"), 1,
                    "me.jpg", "unreadable image")

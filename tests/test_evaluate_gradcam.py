@@ -12,7 +12,8 @@ import augment
 import data
 import evaluate
 import gradcam
-import model as models
+import inference
+import model
 import synthetic
 from conftest import ROOT, run_script
 
@@ -70,12 +71,12 @@ def test_tta_views_are_ten_and_an_ensemble_averages(weights):
     assert len(views) == 10 and all(v.shape == x.shape for v in views)
     assert torch.equal(views[0], x) and torch.equal(views[5], x.flip(-1))
     assert all(not torch.allclose(v, x, atol=1e-3) for v in views[1:5])  # four warps, none the identity
-    net, _ = models.load_weights(str(weights))
+    net, _ = inference.load_weights(str(weights))
     images = torch.from_numpy(synthetic.synthetic_faces(20, seed=3)[0])
-    one = models.predict_proba([net], images, "cpu")
-    two = models.predict_proba([net, net], images, "cpu")
+    one = inference.predict_proba([net], images, "cpu")
+    two = inference.predict_proba([net, net], images, "cpu")
     assert torch.allclose(one, two, atol=1e-6) and torch.allclose(one.sum(1), torch.ones(20), atol=1e-5)
-    tta = models.predict_proba([net], images, "cpu", tta=True)
+    tta = inference.predict_proba([net], images, "cpu", tta=True)
     assert tta.shape == (20, 7) and not torch.allclose(tta, one)
 
 
@@ -122,7 +123,7 @@ def test_evaluate_images_prints_the_top_three_emotions(weights, tmp_path):
 
 @pytest.fixture(scope="module")
 def net(weights):
-    return models.load_weights(str(weights))[0]
+    return inference.load_weights(str(weights))[0]
 
 
 def batch(n=4, seed=2):
@@ -151,13 +152,13 @@ def test_gradcam_matches_autograd(net, layer):
     assert torch.allclose(maps, reference_cam(net.eval(), x, layer, 3), atol=1e-5)
 
 
-@pytest.mark.parametrize("shipped", ["resnet.pth", "best.pth"])
+@pytest.mark.parametrize("shipped", ["resnet.pth", "vgg.pth"])
 def test_gradcam_matches_captum_where_it_is_installed(shipped):
     """An implementation we did not write: captum's LayerGradCam. captum is a test-only tool that .ci/run
     installs (`pip install --no-deps captum==0.9.0`); elsewhere this skips."""
     captum = pytest.importorskip("captum.attr")
-    net, name = models.load_weights(f"{ROOT}/weights/{shipped}")
-    layer, x = models.TARGET_LAYERS[name], batch(16, seed=4)
+    net, name = inference.load_weights(f"{ROOT}/weights/{shipped}")
+    layer, x = model.TARGET_LAYERS[name], batch(16, seed=4)
     maps, logits = gradcam.gradcam(net, x, layer)
     assert (maps.flatten(1).amax(1) > 0).sum() >= 8  # maps with something in them, or agreeing says little
     theirs = captum.LayerGradCam(net, dict(net.named_modules())[layer]).attribute(

@@ -9,7 +9,8 @@ import torch
 
 import data
 import export
-import model as models
+import inference
+import model
 import synthetic
 from conftest import ROOT, one_line, run_here
 
@@ -21,10 +22,10 @@ def nets(tmp_path_factory):
     paths = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        net = models.build("mlp")
+        net = model.build("mlp")
         with torch.no_grad():
-            models.output_layer(net).weight.normal_(0, 0.05)  # not the zero start: answers that differ
-        models.save_weights(folder / f"m{seed}.pth", net, "mlp")
+            model.output_layer(net).weight.normal_(0, 0.05)  # not the zero start: answers that differ
+        inference.save_weights(folder / f"m{seed}.pth", net, "mlp")
         paths.append(folder / f"m{seed}.pth")
     return paths
 
@@ -38,7 +39,7 @@ def test_an_ensemble_exports_as_one_graph_with_pytorchs_probabilities(tmp_path, 
     assert r.stderr == ""  # the exporter's own notes are not the user's business
     session = ort.InferenceSession(str(tmp_path / "pair.onnx"))
     faces = torch.from_numpy(synthetic.synthetic_faces(5, seed=9)[0])
-    expected = models.predict_proba(models.load_nets(nets, "cpu"), faces, "cpu").numpy()
+    expected = inference.predict_proba(inference.load_nets(nets, "cpu"), faces, "cpu").numpy()
     for batch in (faces[:1], faces):  # any number of faces
         got = session.run(None, {"pixels": batch[:, None].float().numpy()})[0]
         assert np.allclose(got, expected[:len(batch)], atol=1e-5)

@@ -10,7 +10,8 @@ from PIL import Image
 
 import data
 import faces
-import model as models
+import inference
+import model
 import mtcnn
 import synthetic
 import tracking
@@ -53,7 +54,7 @@ def face():
 def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "resnet.pth"
     torch.manual_seed(0)
-    models.save_weights(path, models.build("resnet"), "resnet")
+    inference.save_weights(path, model.build("resnet"), "resnet")
     return path
 
 
@@ -130,14 +131,14 @@ def test_a_small_faces_label_stays_whole_inside_the_picture():
 
 def test_one_call_from_a_picture_to_its_faces_and_emotions(face, weights):
     """faces.emotions: the documented call for people's own code, on a path, an array or a PIL image."""
-    nets = models.load_nets([weights], "cpu")
+    nets = inference.load_nets([weights], "cpu")
     scene = scene_with(face, 20, 20)
     scene[20:164, 170:314] = face.repeat(3, 0).repeat(3, 1)[:, ::-1]
     finder = StandIn()
     finder.boxes = [[20, 20, 144, 144], [170, 20, 144, 144]]
     got = faces.emotions(Image.fromarray(scene).convert("RGB"), nets, detector=finder)
     assert [f["box"] for f in got] == [(20, 20, 144, 144), (170, 20, 144, 144)]
-    probs = models.predict_proba(nets, torch.from_numpy(np.stack([face, face[:, ::-1].copy()])), "cpu").numpy()
+    probs = inference.predict_proba(nets, torch.from_numpy(np.stack([face, face[:, ::-1].copy()])), "cpu").numpy()
     for f, p in zip(got, probs):
         assert list(f["probabilities"]) == list(data.CLASSES) and f["emotion"] == data.CLASSES[int(p.argmax())]
         assert np.allclose(list(f["probabilities"].values()), p, atol=1e-5)

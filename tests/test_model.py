@@ -5,27 +5,28 @@ import pickle
 import pytest
 import torch
 
-import model as models
+import inference
+import model
 from conftest import run_script
 
 
 def test_resnet_has_the_reports_3817079_parameters_and_returns_logits():
-    net = models.build("resnet").eval()
-    assert models.count_parameters(net) == 3_817_079
+    net = model.build("resnet").eval()
+    assert model.count_parameters(net) == 3_817_079
     out = net(torch.randn(5, 1, 48, 48))
     assert out.shape == (5, 7)
     assert not torch.allclose(out.sum(1), torch.ones(5))  # logits, not the report's softmax outputs
 
 
 def test_layer_table_matches_appendix_1():
-    rows = {name: (shape, n) for name, _, shape, n in models.layer_table(models.build("resnet"))}
+    rows = {name: (shape, n) for name, _, shape, n in model.layer_table(model.build("resnet"))}
     assert rows["stem"] == ([1, 16, 24, 24], 0) and rows["stem.0"][1] == 144
     assert rows["stage1.0.shortcut"][1] == 4_672 and rows["stage2.0.shortcut"][1] == 18_560
     assert rows["stage3.0.shortcut"][1] == 73_984
     assert rows["stage1"][0] == [1, 32, 12, 12] and rows["stage2"][0] == [1, 64, 6, 6]
     assert rows["stage3"][0] == [1, 128, 3, 3]
     assert rows["head.1"] == ([1, 2048], 2_361_344) and rows["head.4"] == ([1, 7], 14_343)
-    blocks = [n for n, m in models.build("resnet").named_modules() if isinstance(m, models.ResidualBlock)]
+    blocks = [n for n, m in model.build("resnet").named_modules() if isinstance(m, model.ResidualBlock)]
     assert len(blocks) == 2 + 3 + 4
 
 
@@ -36,7 +37,7 @@ def test_cli_prints_the_table_and_total():
 
 def test_kaiming_normal_init():
     torch.manual_seed(0)
-    net = models.build("resnet")
+    net = model.build("resnet")
     w = net.stage3[1].conv1.weight  # 128 in x 3 x 3 fan-in
     gain = (2 / (1 + 0.01 ** 2)) ** 0.5
     assert w.std().item() == pytest.approx(gain / (128 * 9) ** 0.5, rel=0.05)
@@ -44,30 +45,30 @@ def test_kaiming_normal_init():
 
 
 def test_weights_round_trip_in_fp32_and_fp16(tmp_path):
-    net = models.build("resnet").eval()
+    net = model.build("resnet").eval()
     x = torch.randn(3, 1, 48, 48)
-    models.save_weights(tmp_path / "w.pth", net, "resnet", meta={"epoch": 3})
-    back, name = models.load_weights(str(tmp_path / "w.pth"))
+    inference.save_weights(tmp_path / "w.pth", net, "resnet", meta={"epoch": 3})
+    back, name = inference.load_weights(str(tmp_path / "w.pth"))
     assert name == "resnet" and not back.training
     assert torch.equal(back(x), net(x))
-    models.save_weights(tmp_path / "h.pth", net, "resnet", half=True)
-    half, _ = models.load_weights(str(tmp_path / "h.pth"))
+    inference.save_weights(tmp_path / "h.pth", net, "resnet", half=True)
+    half, _ = inference.load_weights(str(tmp_path / "h.pth"))
     assert half.head[1].weight.dtype == torch.float32  # fp16 on disk, fp32 in memory
     assert torch.allclose(half(x), net(x), atol=0.05, rtol=0.01)
     assert os.path.getsize(tmp_path / "h.pth") < 0.55 * os.path.getsize(tmp_path / "w.pth")
 
 
 def test_weights_of_another_network_are_refused_naming_what_differs(tmp_path):
-    net = models.build("resnet")
+    net = model.build("resnet")
     state = net.state_dict()
     state["head.4.weight"] = torch.zeros(3, 2048)
     del state["stem.1.bias"]
     torch.save({"model": "resnet", "classes": [], "state_dict": state}, tmp_path / "bad.pth")
-    with pytest.raises(models.WeightsError, match=r"missing \['stem.1.bias'\].*head.4.weight \(3, 2048\)"):
-        models.load_weights(str(tmp_path / "bad.pth"))
-    with pytest.raises(models.WeightsError, match="holds a 'resnet' network, not 'vgg'"):
-        models.save_weights(tmp_path / "ok.pth", net, "resnet")
-        models.load_weights(str(tmp_path / "ok.pth"), expect="vgg")
+    with pytest.raises(inference.WeightsError, match=r"missing \['stem.1.bias'\].*head.4.weight \(3, 2048\)"):
+        inference.load_weights(str(tmp_path / "bad.pth"))
+    with pytest.raises(inference.WeightsError, match="holds a 'resnet' network, not 'vgg'"):
+        inference.save_weights(tmp_path / "ok.pth", net, "resnet")
+        inference.load_weights(str(tmp_path / "ok.pth"), expect="vgg")
 
 
 class Payload:
@@ -78,29 +79,29 @@ class Payload:
 def test_a_weights_file_carrying_a_pickled_object_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"model": "resnet", "state_dict": {}, "x": Payload()}, path)
-    with pytest.raises(models.WeightsError, match="not a usable weights file"):
-        models.load_weights(str(path))
+    with pytest.raises(inference.WeightsError, match="not a usable weights file"):
+        inference.load_weights(str(path))
     with open(tmp_path / "plain.pkl", "wb") as f:
         pickle.dump(Payload(), f)
-    with pytest.raises(models.WeightsError):
-        models.load_weights(str(tmp_path / "plain.pkl"))
+    with pytest.raises(inference.WeightsError):
+        inference.load_weights(str(tmp_path / "plain.pkl"))
 
 
 @pytest.mark.parametrize("content", [b"", b"not a torch file at all", None])
 def test_empty_garbage_and_truncated_files_are_refused(tmp_path, content):
     path = tmp_path / "w.pth"
     if content is None:  # a real file, cut in half
-        models.save_weights(path, models.build("resnet"), "resnet")
+        inference.save_weights(path, model.build("resnet"), "resnet")
         content = path.read_bytes()[: path.stat().st_size // 2]
     path.write_bytes(content)
-    with pytest.raises(models.WeightsError, match="w.pth: not a usable weights file"):
-        models.load_weights(str(path))
+    with pytest.raises(inference.WeightsError, match="w.pth: not a usable weights file"):
+        inference.load_weights(str(path))
 
 
 def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "model.pth"
-    net = models.build("resnet")
-    models.save_weights(path, net, "resnet", meta={"epoch": 1})
+    net = model.build("resnet")
+    inference.save_weights(path, net, "resnet", meta={"epoch": 1})
     before = path.read_bytes()
     real_save = torch.save
 
@@ -112,22 +113,22 @@ def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
-        models.save_weights(path, net, "resnet", meta={"epoch": 2})
+        inference.save_weights(path, net, "resnet", meta={"epoch": 2})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("name", list(models.MODELS))
+@pytest.mark.parametrize("name", list(model.MODELS))
 def test_every_network_maps_a_batch_to_seven_logits_and_round_trips(name, tmp_path):
-    net = models.build(name).eval()
+    net = model.build(name).eval()
     x = torch.randn(2, 1, 48, 48)
     assert net(x).shape == (2, 7)
-    models.save_weights(tmp_path / "w.pth", net, name)
-    back, got = models.load_weights(str(tmp_path / "w.pth"), expect=name)
+    inference.save_weights(tmp_path / "w.pth", net, name)
+    back, got = inference.load_weights(str(tmp_path / "w.pth"), expect=name)
     assert got == name and torch.equal(back(x), net(x))
-    if name in models.TARGET_LAYERS:  # Grad-CAM's default layer exists and is spatial
+    if name in model.TARGET_LAYERS:  # Grad-CAM's default layer exists and is spatial
         kept = {}
-        layer = dict(net.named_modules())[models.TARGET_LAYERS[name]]
+        layer = dict(net.named_modules())[model.TARGET_LAYERS[name]]
         h = layer.register_forward_hook(lambda m, i, o: kept.update(shape=o.shape))
         net(x)
         h.remove()

@@ -17,7 +17,8 @@ from PIL import Image
 
 import data
 import faces
-import model as models
+import inference
+import model
 import serve
 import synthetic
 from conftest import FER2013, ROOT, one_line, run_main
@@ -61,9 +62,9 @@ def server(tmp_path_factory):
     weights = os.path.join(ROOT, "weights", "resnet.pth")
     s = serve.make_server([weights], port=0)
     threading.Thread(target=s.serve_forever, daemon=True).start()
-    nets = models.load_nets([weights], "cpu")
+    nets = inference.load_nets([weights], "cpu")
     images = candidate_faces()
-    probs = models.predict_proba(nets, torch.from_numpy(images), "cpu").numpy()
+    probs = inference.predict_proba(nets, torch.from_numpy(images), "cpu").numpy()
     top2 = np.sort(probs, 1)[:, -2:]
     face = images[int(np.argmax(top2[:, 1] - top2[:, 0]))]
     yield f"http://127.0.0.1:{s.server_address[1]}", nets, face, s.emotions
@@ -164,7 +165,7 @@ def test_a_page_closed_mid_answer_leaves_no_traceback(server, capfd):
 
 def test_a_port_in_use_or_out_of_range_is_one_line(tmp_path):
     import socket
-    models.save_weights(tmp_path / "m.pth", models.build("mlp"), "mlp")
+    inference.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -125,13 +125,13 @@ def test_out_of_cpu_memory_is_one_line_naming_the_batch(tmp_path, monkeypatch, e
 
 
 def test_out_of_memory_anywhere_else_is_one_line(monkeypatch):
-    import model as models
+    import model
 
     def fail(*a, **k):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
 
-    monkeypatch.setattr(models, "layer_table", fail)
-    one_line(run_here(models), 1, "model.py: out of memory")
+    monkeypatch.setattr(model, "layer_table", fail)
+    one_line(run_here(model), 1, "model.py: out of memory")
 
 
 def test_a_real_bug_still_shows_its_traceback(tmp_path, monkeypatch):

@@ -8,8 +8,10 @@ import os
 import pytest
 import torch
 
+import cli
 import data
-import model as models
+import inference
+import model
 import synthetic
 import train
 from conftest import QUICK, run_main, run_script
@@ -74,7 +76,7 @@ def test_init_starts_from_the_given_weights_with_a_fresh_optimiser(trained):
     args = train.parse_args(QUICK + ["--init", str(out / "model.pth"), "--ema", "0.99"])
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
     saved = torch.load(out / "model.pth", weights_only=True)["state_dict"]
-    for net in (trainer.net, trainer.ema):
+    for net in (trainer.net, trainer.ema_net):
         assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
     assert trainer.opt.state_dict()["state"] == {}
     fresh = train.Trainer(train.parse_args(QUICK), data.load("synthetic"), torch.device("cpu"))
@@ -82,7 +84,7 @@ def test_init_starts_from_the_given_weights_with_a_fresh_optimiser(trained):
 
 
 def test_init_refuses_weights_of_another_network_in_one_line(tmp_path):
-    models.save_weights(tmp_path / "cnn2.pth", models.build("cnn2"), "cnn2")
+    inference.save_weights(tmp_path / "cnn2.pth", model.build("cnn2"), "cnn2")
     for weights, message in [(tmp_path / "cnn2.pth", "holds a 'cnn2' network, not 'resnet'"),
                              (tmp_path / "none.pth", "no such file")]:
         r = run_script("train.py", *QUICK, "--epochs", "1", "--init", weights, "--out", tmp_path / "run")
@@ -102,7 +104,7 @@ def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
     for avx512_bf16, amx, expected in ((False, False, "off"), (True, False, "bf16"), (False, True, "bf16")):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-        assert models.fast_amp(cpu) == expected
+        assert cli.fast_amp(cpu) == expected
         assert train.parse_args(QUICK).amp == expected  # config.json records the precision that ran
     assert train.parse_args(QUICK + ["--amp", "bf16"]).amp == "bf16"
 
@@ -224,6 +226,19 @@ def test_resume_refuses_another_model(tmp_path):
     assert r.returncode == 2 and "the checkpoint trains with --model mlp, not cnn3" in r.stderr
 
 
+def test_a_run_started_under_the_old_head_flag_resumes_as_it_was(tmp_path):
+    """--head softmax is now --double-softmax; a checkpoint whose config says head: softmax resumes with the
+    report's Softmax, and one that says head: logits without it."""
+    out = tmp_path / "run"
+    train.main(LOOP + ["--epochs", "1", "--double-softmax", "--out", str(out)])
+    ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
+    for head, double in (("softmax", True), ("logits", False)):
+        config = {k: v for k, v in ckpt["config"].items() if k != "double_softmax"}
+        torch.save({**ckpt, "config": {**config, "head": head}}, out / "checkpoint.pth")
+        args = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])
+        assert args.double_softmax is double and not hasattr(args, "head")
+
+
 def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
     def oom(self, desc):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
@@ -234,8 +249,8 @@ def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
 
 
 def test_the_weighted_order_is_weighted_random_samplers_own_draw():
-    """The loop calls torch.multinomial as WeightedRandomSampler does, without its Python list: the same
-    indices."""
+    """The epoch order is the report's WeightedRandomSampler over 1 / class count, drawn from the run's own
+    generator (which a checkpoint saves): the same indices as a sampler seeded alike, epoch after epoch."""
     args = train.parse_args(QUICK)
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
     sampler = torch.utils.data.WeightedRandomSampler(trainer.sample_weights, len(trainer.train_y),
@@ -246,17 +261,17 @@ def test_the_weighted_order_is_weighted_random_samplers_own_draw():
         expected = iter(sampler)
 
 
-def test_the_softmax_head_puts_a_softmax_before_the_cross_entropy():
-    """--head softmax is the report's Softmax + CrossEntropyLoss: its loss cannot fall below log(1 + 6/e) =
+def test_double_softmax_puts_a_softmax_before_the_cross_entropy():
+    """--double-softmax is the report's Softmax + CrossEntropyLoss: its loss cannot fall below log(1 + 6/e) =
     1.169 even for a perfectly sure, right answer, which is what squashes the gradients."""
     import torch.nn.functional as F
-    args = train.parse_args(QUICK + ["--head", "softmax"])
+    args = train.parse_args(QUICK + ["--double-softmax"])
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
     logits, y = torch.randn(5, 7), torch.tensor([0, 1, 2, 3, 4])
     assert torch.allclose(trainer.loss(logits, y), F.cross_entropy(F.softmax(logits, 1), y))
     sure = torch.full((1, 7), -50.0).index_fill_(1, torch.tensor([3]), 50.0)
     assert trainer.loss(sure, torch.tensor([3])).item() == pytest.approx(math.log(1 + 6 / math.e), abs=1e-4)
-    assert train.make_parser().parse_args([]).head == "logits"  # the default stays logits
+    assert train.make_parser().parse_args([]).double_softmax is False  # the default stays logits
 
 
 def test_shipping_a_run_writes_fp16_weights_with_its_command_history_and_score(trained, tmp_path):
@@ -295,7 +310,7 @@ def test_distilling_a_teacher_that_repeats_the_labels_changes_nothing(tmp_path):
 
 
 def test_a_teacher_file_is_made_once_and_refused_for_other_faces(tmp_path):
-    models.save_weights(tmp_path / "t.pth", models.build("mlp"), "mlp")
+    inference.save_weights(tmp_path / "t.pth", model.build("mlp"), "mlp")
     r = run_script("tools/teacher.py", "--weights", tmp_path / "t.pth", "--data", "synthetic", "--tta", "--out",
                    tmp_path / "teacher.pt")
     assert r.returncode == 0, r.stderr

@@ -18,8 +18,10 @@ import pytest
 import torch
 
 import augment
+import checkpoint
 import data
-import model as models
+import inference
+import model
 import synthetic
 from conftest import one_line, run_main
 
@@ -48,7 +50,7 @@ def image_tree(root, split_names, faces, per_class=2):
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "w.pth"
-    models.save_weights(path, models.build("mlp"), "mlp")
+    inference.save_weights(path, model.build("mlp"), "mlp")
     return path
 
 
@@ -202,15 +204,15 @@ def test_pickled_code_is_refused_without_terminal_colour_codes(tmp_path):
 
 
 def test_a_bare_state_dict_of_one_of_our_networks_loads(tmp_path):
-    net = models.build("cnn2")
+    net = model.build("cnn2")
     torch.save(net.state_dict(), tmp_path / "bare.pth")
-    loaded, name = models.load_weights(str(tmp_path / "bare.pth"))
+    loaded, name = inference.load_weights(str(tmp_path / "bare.pth"))
     assert name == "cnn2" and all(torch.equal(v, net.state_dict()[k]) for k, v in loaded.state_dict().items())
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "ddp.pth")  # DDP's prefix
-    assert models.load_weights(str(tmp_path / "ddp.pth"))[1] == "cnn2"
+    assert inference.load_weights(str(tmp_path / "ddp.pth"))[1] == "cnn2"
     torch.save({"w": torch.zeros(3)}, tmp_path / "other.pth")
-    with pytest.raises(models.WeightsError, match="other.pth: a bare state_dict that fits none"):
-        models.load_weights(str(tmp_path / "other.pth"))
+    with pytest.raises(inference.WeightsError, match="other.pth: a bare state_dict that fits none"):
+        inference.load_weights(str(tmp_path / "other.pth"))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -295,7 +297,7 @@ def test_a_flag_that_would_be_ignored_is_refused(capsys, flags, words):
                                           ("evaluate.py", ["--data", "synthetic"]),
                                           ("gradcam.py", ["--n", "3", "--out", "g.png"])])
 def test_images_and_a_data_set_are_one_or_the_other(tmp_path, script, flags):
-    models.save_weights(tmp_path / "r.pth", models.build("resnet"), "resnet")
+    inference.save_weights(tmp_path / "r.pth", model.build("resnet"), "resnet")
     one_line(run_main(script, "--weights", tmp_path / "r.pth", "--images", tmp_path / "me.jpg", *flags), 2,
              "--images", "use one of them")
 
@@ -318,14 +320,14 @@ def test_sgd_without_momentum_is_plain_sgd():
 def test_gradcam_and_data_flags(tmp_path, script, flags, code, words):
     if torch.cuda.is_available() and "cuda" in flags:
         pytest.skip("this machine has a GPU")
-    models.save_weights(tmp_path / "r.pth", models.build("resnet"), "resnet")
+    inference.save_weights(tmp_path / "r.pth", model.build("resnet"), "resnet")
     base = ["--weights", tmp_path / "r.pth", "--data", "synthetic", "--n", "2", "--out", tmp_path / "g.png"] \
         if script == "gradcam.py" else []
     one_line(run_main(script, *base, *flags), code, *words)
 
 
 def test_a_wrong_layer_on_another_network_lists_its_own_blocks(tmp_path):
-    models.save_weights(tmp_path / "v.pth", models.build("cnn3"), "cnn3")
+    inference.save_weights(tmp_path / "v.pth", model.build("cnn3"), "cnn3")
     one_line(run_main("gradcam.py", "--weights", tmp_path / "v.pth", "--data", "synthetic", "--layer",
                       "stage3.3", "--out", tmp_path / "g.png"), 2, "features.2, features.7, features.12")
 
@@ -469,9 +471,9 @@ def test_shipping_checks_everything_before_writing_and_never_replaces_its_input(
     one_line(run_main("tools/ship.py", run, tmp_path / "w" / "x", "--data", tmp_path / "none.csv"), 2,
              "--data", "no such file")
     assert not (tmp_path / "w").exists()  # nothing half-shipped
-    model = (run / "model.pth").read_bytes()
+    weights = (run / "model.pth").read_bytes()
     one_line(run_main("tools/ship.py", run, run / "model", "--data", "synthetic"), 1, "is also an input")
-    assert (run / "model.pth").read_bytes() == model and not (run / "model_history.csv").exists()
+    assert (run / "model.pth").read_bytes() == weights and not (run / "model_history.csv").exists()
 
 
 def test_two_photos_with_one_stem_get_two_outputs(tmp_path, weights):
@@ -497,10 +499,10 @@ def test_a_run_folder_is_never_shared_or_reused(tmp_path, monkeypatch):
     one_line(run_main("train.py", "--resume", other / "checkpoint.pth", "--epochs", "2", "--out", run), 2,
              "already holds a run")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(train.time, "strftime", lambda *a: "20261201-000000")
-    first = train.default_out()
+    monkeypatch.setattr(checkpoint.time, "strftime", lambda *a: "20261201-000000")
+    first = checkpoint.default_out()
     os.makedirs(first)
-    assert train.default_out() == first + "-2"  # the same second, a new folder
+    assert checkpoint.default_out() == first + "-2"  # the same second, a new folder
 
 
 def test_a_failed_write_keeps_the_previous_file_and_says_so(tmp_path, monkeypatch):
@@ -589,7 +591,7 @@ def test_resume_applies_the_optimiser_flags_it_is_given(tmp_path):
     ckpt = str(tmp_path / "run" / "checkpoint.pth")
     args = train.parse_args(["--resume", ckpt, "--epochs", "2", "--lr", "0.05", "--wd", "0.001", "--momentum", "0.5"])
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
-    trainer.load_state(torch.load(ckpt, weights_only=True), ckpt)
+    checkpoint.restore(trainer, torch.load(ckpt, weights_only=True), ckpt)
     group = trainer.opt.param_groups[0]
     assert (group["lr"], group["weight_decay"], group["momentum"]) == (0.05, 0.001, 0.5)
     one_line(run_main("train.py", "--resume", ckpt), 2, "has finished 1 epochs already", "--epochs")
@@ -613,25 +615,25 @@ def train_history(out, *args):
 
 
 def test_a_weights_files_own_class_order_is_honoured_and_nan_weights_refused(tmp_path):
-    net = models.build("mlp").eval()
+    net = model.build("mlp").eval()
     order = [6, 5, 4, 3, 2, 1, 0]
     head = net.net[-1]
-    permuted = models.build("mlp").eval()
+    permuted = model.build("mlp").eval()
     permuted.load_state_dict(net.state_dict())
     with torch.no_grad():  # the same network with its outputs in another order, saved under that order
         permuted.net[-1].weight.copy_(head.weight[order])
         permuted.net[-1].bias.copy_(head.bias[order])
-    models.save_weights(tmp_path / "a.pth", net, "mlp")
+    inference.save_weights(tmp_path / "a.pth", net, "mlp")
     blob = {"model": "mlp", "classes": [data.CLASSES[i].title() for i in order],
             "state_dict": permuted.state_dict(), "meta": {}}
     torch.save(blob, tmp_path / "b.pth")
     images = torch.from_numpy(synthetic.synthetic_faces(20, seed=2)[0])
-    a, b = (models.predict_proba(models.load_nets([tmp_path / n], "cpu"), images, "cpu") for n in ("a.pth", "b.pth"))
+    a, b = (inference.predict_proba(inference.load_nets([tmp_path / n], "cpu"), images, "cpu") for n in ("a.pth", "b.pth"))
     assert torch.allclose(a, b, atol=1e-6)
     # every reader goes through the one loading path, which puts the outputs in data.CLASSES order: the
     # raw outputs (Grad-CAM's target, camera.py, --init's starting point) are the same network's
     x = data.normalize(images[:, None].float() / 255)
-    a, b = (models.load_weights(tmp_path / n)[0](x) for n in ("a.pth", "b.pth"))
+    a, b = (inference.load_weights(tmp_path / n)[0](x) for n in ("a.pth", "b.pth"))
     assert torch.allclose(a, b, atol=1e-5)
     runs = [train_history(tmp_path / n, "--init", tmp_path / f"{n}.pth") for n in ("a", "b")]
     assert runs[0] == runs[1]
@@ -727,7 +729,7 @@ def test_synthetic_faces_are_compressed_as_the_name_says(tmp_path):
 @pytest.mark.parametrize("change", [{"meta": "hello"}, {"state_dict": [1, 2]}, {"classes": 7},
                                     {"state_dict": {"w": "x"}}], ids=["meta", "list", "classes", "strings"])
 def test_a_weights_file_with_other_kinds_of_values_is_one_line(tmp_path, change):
-    blob = {"model": "mlp", "classes": list(data.CLASSES), "state_dict": models.build("mlp").state_dict(),
+    blob = {"model": "mlp", "classes": list(data.CLASSES), "state_dict": model.build("mlp").state_dict(),
             "meta": {}, **change}
     torch.save(blob, tmp_path / "w.pth")
     one_line(run_main("evaluate.py", "--weights", tmp_path / "w.pth", "--data", "synthetic"), 1,
@@ -766,13 +768,13 @@ def test_an_unreadable_folder_and_a_pipe_are_one_line_not_a_traceback_or_a_hang(
 
 
 def test_someone_elses_checkpoint_dict_loads_its_network(tmp_path):
-    net = models.build("cnn2")
+    net = model.build("cnn2")
     torch.save({"epoch": 3, "model_state_dict": net.state_dict(), "optimizer_state_dict": {}}, tmp_path / "x.pt")
-    loaded, name = models.load_weights(str(tmp_path / "x.pt"))
+    loaded, name = inference.load_weights(str(tmp_path / "x.pt"))
     assert name == "cnn2"
     torch.save({"a": net.state_dict(), "b": net.state_dict()}, tmp_path / "two.pt")  # unpicked: say so
-    with pytest.raises(models.WeightsError, match="keys \\['a', 'b'\\]"):
-        models.load_weights(str(tmp_path / "two.pt"))
+    with pytest.raises(inference.WeightsError, match="keys \\['a', 'b'\\]"):
+        inference.load_weights(str(tmp_path / "two.pt"))
 
 
 def test_confusing_inputs_are_one_line(tmp_path, weights):

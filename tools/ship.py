@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 import files  # noqa: E402
 import evaluate  # noqa: E402
-import model as models  # noqa: E402
+import inference  # noqa: E402
 
 
 RUN_FILES = ("history.csv", "curves.png")  # copied beside the weights as NAME_history.csv, NAME_curves.png
@@ -33,8 +33,8 @@ def main(argv=None):
     p.add_argument("--command", help="the command that made the run, where its config.json records none")
     args = p.parse_args(argv)
     source = os.path.join(args.run, "last.pth" if args.last else "model.pth")
-    net, name = models.load_weights(source)
-    meta = models.read_file(source).get("meta", {})
+    net, name = inference.load_weights(source)
+    meta = inference.read_file(source).get("meta", {})
     config_path = os.path.join(args.run, "config.json")
     if not os.path.isfile(config_path):
         raise cli.UserError(f"{args.run}: no config.json (not a train.py output folder)")
@@ -49,7 +49,7 @@ def main(argv=None):
                args.dest + "_command.txt", args.dest + "_publictest.json", args.dest + "_confusion_matrix.png"]
     for path in outputs:  # all checked before the first is written: no half-shipped set, no input replaced
         files.check_writable(path, inputs=inputs)
-    models.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
+    inference.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
     for run_file in RUN_FILES:
         copy(os.path.join(args.run, run_file), f"{args.dest}_{run_file}")
     files.atomic_write(args.dest + "_command.txt", command + "\n")

@@ -1,7 +1,7 @@
 """A teacher's class probabilities for every training and validation face, once, for train.py --teacher
 (knowledge distillation, Hinton et al. 2015): the student learns from the labels and from these soft targets.
 
-    python tools/teacher.py --weights weights/resnet.pth weights/best.pth --tta --data data/fer2013.csv \
+    python tools/teacher.py --weights weights/resnet.pth weights/vgg.pth --tta --data data/fer2013.csv \
         --out runs/teacher.pt
     python train.py --teacher runs/teacher.pt --teacher-weight 0.5 ...
 
@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 import data  # noqa: E402
 import files  # noqa: E402
-import model as models  # noqa: E402
+import inference  # noqa: E402
 
 
 def main(argv=None):
@@ -30,17 +30,17 @@ def main(argv=None):
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder")
     files.check_writable(args.out, inputs=[*args.weights, args.data])
-    device = models.pick_device(args.device)
-    nets = models.load_nets(args.weights, device)
+    device = cli.pick_device(args.device)
+    nets = inference.load_nets(args.weights, device)
     splits = data.load(args.data)
     out = {"weights": [os.path.basename(w) for w in args.weights], "tta": args.tta}
     for split in ("train", "val"):
         images, labels = splits[split]
-        probs = models.predict_proba(nets, images, device, args.tta, progress=True)
+        probs = inference.predict_proba(nets, images, device, args.tta, progress=True)
         agree = (probs.argmax(1) == labels).float().mean().item()
         print(f"{splits.title(split)}: {len(labels)} faces, the teacher agrees with {100 * agree:.2f}% of labels")
         out[split] = {"id": data.fingerprint(images, labels), "probs": probs.half()}
-    models.atomic_save(out, args.out)
+    inference.atomic_save(out, args.out)
     print(f"wrote {args.out}")
 
 
