@@ -20,7 +20,6 @@ import torch
 
 import cli
 import files
-import synthetic
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 MEAN, STD = 0.5077, 0.2550  # the report's normalisation (its Figure 6)
@@ -72,6 +71,7 @@ def load(path, seed=0, n_synthetic=3000, whole=False):
     testing, such as CK+ or your own photos, is scored whole, not on a 10% sample)."""
     names, notes, unknown = {}, [], []
     if path == "synthetic":
+        import synthetic  # it draws its faces in data.py's sizes and classes, so it imports data.py
         images, labels = synthetic.synthetic_faces(n_synthetic, seed)
         usage = synthetic.synthetic_usage(n_synthetic)
         splits = {USAGE[u.lower()]: (images[usage == u], labels[usage == u]) for u in np.unique(usage)}
@@ -546,6 +546,7 @@ def main(argv=None):
         if os.path.exists(args.synthetic):  # it may be someone's real data
             raise files.OutputError(f"{args.synthetic}: already exists; choose another name or delete it")
         files.check_writable(args.synthetic)
+        import synthetic
         images, labels = synthetic.synthetic_faces(args.n, args.seed)
         write_csv(args.synthetic, images, labels, synthetic.synthetic_usage(args.n))
         print(f"wrote {args.n} synthetic faces to {args.synthetic}")

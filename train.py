@@ -471,8 +471,9 @@ def run(args, device, rank, world):
             say(f"epoch {epoch:4d} | train loss {train_loss:.4f} acc {100 * train_acc:5.2f}% | val loss "
                 f"{val_loss:.4f} acc {100 * val_acc:5.2f}% | lr {lr:.2e} | {history[-1]['seconds']:.1f}s",
                 flush=True)
-            if args.early_stop and epoch - best_epoch(history) >= args.early_stop:
-                say(f"early stop: no better validation loss since epoch {best_epoch(history)}")
+            best = best_epoch(history)
+            if args.early_stop and epoch - best >= args.early_stop:
+                say(f"early stop: no better validation loss since epoch {best}")
                 break
         if master:
             finish(out, history, splits, args, save_epoch_weights, device)
