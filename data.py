@@ -105,6 +105,19 @@ def load(path, seed=0, n_synthetic=3000, whole=False):
 
 # What --split may name. "val+test" is the report's own test set: Kaggle's PublicTest and PrivateTest
 # together, the 7,178 faces of its icml_face_data.csv extract.
+def load_for_training(path):
+    """load(path), refused in one line where it cannot be trained on: no training split, or a class folder
+    that is not one of the seven."""
+    splits = load(path)
+    if "train" not in splits:
+        raise DataError(f"{path}: no training images (it holds {', '.join(splits)} only); it can be evaluated "
+                        f"with evaluate.py, not trained on")
+    if splits.unknown:
+        raise DataError(f"{splits.unknown[0]}: unknown class folder (expected one of {', '.join(CLASSES)}); "
+                        f"training needs every class folder to be one: rename or move it")
+    return splits
+
+
 SPLIT_CHOICES = ("test", "val", "train", "all", "val+test")
 
 

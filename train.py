@@ -379,32 +379,20 @@ def validate(net, images, labels, device, autocast, batch_size=1024, double_soft
 PLOT_EVERY_S = 30
 
 
-def training_data(args, say):
-    """The run's splits (the train split with val inside under --train-on-val), its teacher's probabilities
-    or None, and the fingerprints a checkpoint keeps of the training and validation faces."""
-    splits = data.load(args.data)  # the split is fixed (seed 0) whatever --seed, so evaluate.py sees the same
-    if "train" not in splits:
-        raise data.DataError(f"{args.data}: no training images (it holds {', '.join(splits)} only); it can "
-                             f"be evaluated with evaluate.py, not trained on")
-    if splits.unknown:
-        raise data.DataError(f"{splits.unknown[0]}: unknown class folder (expected one of "
-                             f"{', '.join(data.CLASSES)}); training needs every class folder to be one: "
-                             f"rename or move it")
-    for note in splits.notes:
-        say(f"note: {note}")
-    teacher = teacher_probabilities(args.teacher, splits, args.train_on_val) if args.teacher else None
-    if args.train_on_val:  # one training set of both; "val" stays what the figures are computed on
-        splits["train"] = tuple(map(torch.cat, zip(splits["train"], splits["val"])))
-    return splits, teacher, data.fingerprint(*splits["train"]), data.fingerprint(*splits["val"])
-
-
 def run(args, device, rank, world):
     master = rank == 0  # the one process that prints and writes files
     say = print if master else (lambda *a, **k: None)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 48x48 shapes: pick the fastest kernels once
     out = args.out
-    splits, teacher, data_id, val_id = training_data(args, say)
+    # the split is fixed (seed 0) whatever --seed, so evaluate.py sees the same
+    splits = data.load_for_training(args.data)
+    for note in splits.notes:
+        say(f"note: {note}")
+    teacher = teacher_probabilities(args.teacher, splits, args.train_on_val) if args.teacher else None
+    if args.train_on_val:  # one training set of both; "val" stays what the figures are computed on
+        splits["train"] = tuple(map(torch.cat, zip(splits["train"], splits["val"])))
+    data_id, val_id = data.fingerprint(*splits["train"]), data.fingerprint(*splits["val"])
     if args.schedule == "plateau" and 0 < args.early_stop <= args.plateau_patience and not args.resume:
         # ReduceLROnPlateau cuts after patience + 1 epochs without a better loss; the early stop comes first
         say(f"note: --early-stop {args.early_stop} ends the run before --plateau-patience "
