@@ -9,7 +9,8 @@
 Speed (after airbench): the whole training set lives on the device as one uint8 tensor, each epoch's order
 comes from a WeightedRandomSampler in one draw, and each batch is gathered, flipped, affine-warped and
 normalised by tensor ops on the device. No DataLoader workers, no per-sample Python, no host<->device copy or
-.item() inside the step: loss and accuracy sums stay on the device and are read once per epoch.
+.item() inside the step: loss and accuracy sums stay on the device and are read once per epoch. (The usual
+Dataset + DataLoader way to feed the same faces is data.FERDataset, with an example there.)
 
 Reads top to bottom: the flags (the report's recipe as defaults), the optimiser and schedules, mixed
 precision and the loss, the Trainer (the step is `Trainer.train_step`), validation, then `run` (one
