@@ -32,7 +32,15 @@ def test_layer_table_matches_appendix_1():
 
 def test_cli_prints_the_table_and_total():
     r = run_script("model.py")
-    assert r.returncode == 0 and "Total params: 3,817,079" in r.stdout and "LeakyReLU" in r.stdout
+    assert r.returncode == 0 and "Total params: 3,817,079" in r.stdout
+    # Appendix 1's LeakyReLU rows: the stem's, two in each of the nine blocks, the head's
+    assert r.stdout.count("(LeakyReLU)") == 1 + 2 * 9 + 1
+
+
+def test_each_layer_is_one_row_of_the_table():
+    """A module used twice in forward would be listed twice under one name; every row names its own layer."""
+    names = [name for name, *_ in model.layer_table(model.build("resnet"))]
+    assert len(names) == len(set(names))
 
 
 def test_kaiming_normal_init():
