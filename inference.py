@@ -175,3 +175,30 @@ def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=Fals
     return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))
 
 
+# ------------------------------------------------------------------------------------------------------------
+# A teacher's probabilities for distillation (tools/teacher.py writes them, train.py --teacher reads them):
+# {"weights": [...], "tta": bool, "train": {"id": fingerprint, "probs": fp16 [N, 7]}, "val": {...}}
+
+def teacher_file(nets, splits, device, tta, names):
+    """Each training and validation face's probabilities under `nets` (averaged, with TTA if asked), with each
+    split's fingerprint, so the file is refused for other faces."""
+    blob = {"weights": names, "tta": tta}
+    for split in ("train", "val"):
+        images, labels = splits[split]
+        probs = predict_proba(nets, images, device, tta, progress=True)
+        blob[split] = {"id": data.fingerprint(images, labels), "probs": probs.half()}
+    return blob
+
+
+def teacher_probabilities(path, splits, parts):
+    """The probabilities a teacher file holds for the faces of `parts` (train, or train and val), in that
+    order; refused in one line if the file holds them for other faces."""
+    blob = read_file(path)
+    if not isinstance(blob, dict) or any(not isinstance(blob.get(s), dict) for s in parts):
+        raise data.DataError(f"{path}: not a teacher file of tools/teacher.py")
+    for s in parts:
+        if blob[s].get("id") != data.fingerprint(*splits[s]):
+            raise data.DataError(f"{path}: the teacher's probabilities are for other {s} faces than --data "
+                                 f"gives; make them with tools/teacher.py --data on this data")
+    return torch.cat([blob[s]["probs"] for s in parts])
+

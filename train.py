@@ -390,7 +390,9 @@ def run(args, device, rank, world):
     splits = data.load_for_training(args.data)
     for note in splits.notes:
         say(f"note: {note}")
-    teacher = teacher_probabilities(args.teacher, splits, args.train_on_val) if args.teacher else None
+    # the teacher's probabilities for the faces this run trains on (tools/teacher.py), or None
+    teacher = inference.teacher_probabilities(args.teacher, splits, ("train", "val") if args.train_on_val
+                                              else ("train",)) if args.teacher else None
     if args.train_on_val:  # one training set of both; "val" stays what the figures are computed on
         splits["train"] = tuple(map(torch.cat, zip(splits["train"], splits["val"])))
     data_id, val_id = data.fingerprint(*splits["train"]), data.fingerprint(*splits["val"])
@@ -484,20 +486,6 @@ def run(args, device, rank, world):
 def best_epoch(history):
     """The epoch with the lowest validation loss: the one model.pth holds."""
     return min(history, key=lambda r: r["val_loss"])["epoch"]
-
-
-def teacher_probabilities(path, splits, train_on_val):
-    """The teacher's probabilities for the faces this run trains on (train, + val with --train-on-val), from a
-    tools/teacher.py file, whose fingerprints must be those faces'."""
-    blob = inference.read_file(path)
-    parts = ("train", "val") if train_on_val else ("train",)
-    if not isinstance(blob, dict) or any(not isinstance(blob.get(s), dict) for s in parts):
-        raise data.DataError(f"{path}: not a teacher file of tools/teacher.py")
-    for s in parts:
-        if blob[s].get("id") != data.fingerprint(*splits[s]):
-            raise data.DataError(f"{path}: the teacher's probabilities are for other {s} faces than --data "
-                                 f"gives; make them with tools/teacher.py --data on this data")
-    return torch.cat([blob[s]["probs"] for s in parts])
 
 
 def finish(out, history, splits, args, save_epoch_weights, device):

@@ -33,13 +33,11 @@ def main(argv=None):
     device = cli.pick_device(args.device)
     nets = inference.load_nets(args.weights, device)
     splits = data.load(args.data)
-    out = {"weights": [os.path.basename(w) for w in args.weights], "tta": args.tta}
+    out = inference.teacher_file(nets, splits, device, args.tta, [os.path.basename(w) for w in args.weights])
     for split in ("train", "val"):
-        images, labels = splits[split]
-        probs = inference.predict_proba(nets, images, device, args.tta, progress=True)
-        agree = (probs.argmax(1) == labels).float().mean().item()
-        print(f"{splits.title(split)}: {len(labels)} faces, the teacher agrees with {100 * agree:.2f}% of labels")
-        out[split] = {"id": data.fingerprint(images, labels), "probs": probs.half()}
+        agree = (out[split]["probs"].argmax(1) == splits[split][1]).float().mean().item()
+        print(f"{splits.title(split)}: {len(splits[split][1])} faces, the teacher agrees with {100 * agree:.2f}% "
+              f"of labels")
     inference.atomic_save(out, args.out)
     print(f"wrote {args.out}")
 
