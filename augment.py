@@ -12,13 +12,16 @@ import torch.nn.functional as F
 
 import data
 
-def augment(x, generator, flip=0.5, degrees=8.0, translate=0.2, scale=(0.8, 1.2), erase=0.0):
+def augment(x, generator, flip=0.5, degrees=8.0, translate=0.2, scale=(0.8, 1.2), erase=0.0,
+            interpolation="bilinear"):
     """The report's v2 pipeline on a whole batch at once: random horizontal flip, then RandomAffine(degrees,
     translate, scale) with black fill, then optional random erasing. x: float [B, 1, H, W] in [0, 1].
-    All draws come from `generator` on x's device, so nothing crosses to the host."""
+    All draws come from `generator` on x's device, so nothing crosses to the host. `interpolation`:
+    "nearest" is RandomAffine's own default, which the report ran (every output pixel is one input pixel, as
+    sharp as the test faces); "bilinear" blurs each training face a little (docs/differences.md)."""
     rand = lambda *shape: torch.rand(*shape, device=x.device, generator=generator)
     theta = random_affine(rand, x.shape[0], flip, degrees, translate, scale)
-    x = warp(x, theta)
+    x = warp(x, theta, interpolation)
     return random_erase(x, rand, erase) if erase > 0 else x
 
 
@@ -42,10 +45,11 @@ def affine_matrix(angle, zoom, shift, mirror):
                         torch.stack([-sin, cos, sin * tx - cos * ty], 1)], 1)
 
 
-def warp(x, theta):
-    """Bilinear resampling of x [B, 1, H, W] by theta [B, 2, 3]; outside the image is black (0)."""
+def warp(x, theta, interpolation="bilinear"):
+    """Resampling of x [B, 1, H, W] by theta [B, 2, 3] ("bilinear" or "nearest"); outside the image is black
+    (0)."""
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
 
 
 def random_erase(x, rand, p, area=(0.02, 0.2), ratio=(0.3, 3.3)):

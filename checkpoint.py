@@ -116,8 +116,9 @@ def resumed_args(args, p, argv):
 
 def renamed(config):
     """A configuration under today's flag names: runs started before a flag was renamed resume as they were
-    (--head softmax is now --double-softmax)."""
+    (--head softmax is now --double-softmax), and runs started before a flag existed keep what they ran."""
     config = dict(config)
+    config.setdefault("interpolation", "bilinear")  # every run before the flag warped bilinearly
     if "head" in config:
         config["double_softmax"] = config.pop("head") == "softmax"
     return config

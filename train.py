@@ -93,6 +93,10 @@ def make_parser():
                    "[0, 0.5] (more moves the face out of the picture)"), default=0.2,
                    help="random translation, fraction of the size")
     p.add_argument("--scale", type=float, nargs=2, default=(0.8, 1.2), help="random zoom range")
+    p.add_argument("--interpolation", choices=["bilinear", "nearest"], default="bilinear",
+                   help="how the affine warp resamples: nearest (torchvision RandomAffine's default, which the "
+                   "report ran: training faces stay as sharp as the test faces) or bilinear (a slight blur; "
+                   "docs/differences.md)")
     p.add_argument("--erase", type=cli.probability, default=0.0, help="random-erasing probability (the "
                    "report: off)")
     mix_alpha = cli.checked(float, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
@@ -304,7 +308,7 @@ class Trainer:
         correct count as device tensors (no sync)."""
         a = self.args
         x = augment.augment(x_uint8[:, None].float().div_(255), self.aug_gen, a.flip, a.degrees, a.translate,
-                            a.scale, a.erase)
+                            a.scale, a.erase, a.interpolation)
         x = data.normalize(x).contiguous(memory_format=torch.channels_last)
         x, y_partner, lam = augment.mix(x, y, self.mix_rng, a.mixup, a.cutmix)
         with self.autocast():

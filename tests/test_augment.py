@@ -80,6 +80,34 @@ def test_batched_warp_equals_warping_each_image_alone():
     assert torch.allclose(batched, singles, atol=1e-6)
 
 
+def test_nearest_interpolation_keeps_every_pixel_one_of_the_inputs_as_randomaffine_does():
+    """torchvision's RandomAffine (the report's) defaults to nearest: a warped face holds only grey levels of
+    the original and black, as sharp as an unwarped test face; bilinear mixes neighbours into new levels."""
+    x = (torch.randint(0, 256, (4, 1, 48, 48), generator=gen(6)) / 255.0)
+    for interpolation, only_input_levels in (("nearest", True), ("bilinear", False)):
+        y = augment.augment(x, gen(7), interpolation=interpolation)
+        for xi, yi in zip(x, y):
+            levels = torch.cat([xi.flatten(), torch.zeros(1)])
+            inside = torch.isclose(yi.flatten()[:, None], levels[None]).any(1)
+            assert bool(inside.all()) is only_input_levels
+    # the same draws move the face the same way, whichever resampling
+    square = torch.zeros(1, 1, 48, 48)
+    square[..., 16:32, 16:32] = 1
+    near, bil = (augment.augment(square, gen(8), interpolation=i) for i in ("nearest", "bilinear"))
+    assert (near - bil).abs().mean() < 0.05 and near.sum().item() == pytest.approx(bil.sum().item(), rel=0.1)
+
+
+def test_the_trainer_warps_with_the_interpolation_its_flag_names(monkeypatch):
+    seen = []
+    warp = augment.warp
+    monkeypatch.setattr(augment, "warp", lambda x, theta, interpolation="bilinear":
+                        seen.append(interpolation) or warp(x, theta, interpolation))
+    for interpolation in ("nearest", "bilinear"):
+        trainer, splits = make_trainer(["--bs", "16", "--interpolation", interpolation])
+        trainer.train_step(splits["train"][0][:16], splits["train"][1][:16])
+    assert seen == ["nearest", "bilinear"]
+
+
 def test_random_erasing_blanks_one_rectangle_per_image():
     x = torch.ones(200, 1, 48, 48)
     y = augment.augment(x, gen(5), flip=0.0, erase=1.0, **NO_AFFINE)

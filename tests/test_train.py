@@ -4,6 +4,7 @@ import functools
 import json
 import math
 import os
+import runpy
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ import inference
 import model
 import synthetic
 import train
-from conftest import QUICK, run_main, run_script
+from conftest import QUICK, ROOT, run_main, run_script
 
 # The loop's own behaviour (resume, moving average, interruptions) does not depend on the network: the MLP
 # runs it in seconds where the ResNet takes minutes on two cores.
@@ -239,6 +240,16 @@ def test_a_run_started_under_the_old_head_flag_resumes_as_it_was(tmp_path):
         assert args.double_softmax is double and not hasattr(args, "head")
 
 
+def test_a_run_started_before_the_interpolation_flag_resumes_bilinear_as_it_ran(tmp_path):
+    out = tmp_path / "run"
+    train.main(LOOP + ["--epochs", "1", "--interpolation", "nearest", "--out", str(out)])
+    ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
+    assert train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"]).interpolation == "nearest"
+    config = {k: v for k, v in ckpt["config"].items() if k != "interpolation"}
+    torch.save({**ckpt, "config": config}, out / "checkpoint.pth")
+    assert train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"]).interpolation == "bilinear"
+
+
 def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
     def oom(self, desc):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
@@ -307,6 +318,24 @@ def test_distilling_a_teacher_that_repeats_the_labels_changes_nothing(tmp_path):
     for a, b in zip(history(tmp_path / "a"), history(tmp_path / "b")):
         assert math.isclose(float(a["train_loss"]), float(b["train_loss"]), rel_tol=1e-5)
         assert a["val_acc"] == b["val_acc"]
+
+
+def test_recomputed_batchnorm_statistics_are_the_average_over_the_given_faces(tmp_path):
+    """tools/bn_statistics.py: the stem's BatchNorm ends with the mean of its input over every batch, the
+    network in eval mode; the script scores the shipped and the three recomputed statistics, writing nothing."""
+    bn_statistics = runpy.run_path(os.path.join(ROOT, "tools", "bn_statistics.py"))
+    net = model.build("resnet").eval()
+    batches = [torch.randn(8, 1, 48, 48, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    bn_statistics["recompute_statistics"](net, batches)
+    with torch.no_grad():
+        expected = torch.cat([net.stem[0](x) for x in batches]).mean((0, 2, 3))
+    assert torch.allclose(net.stem[1].running_mean, expected, atol=1e-5)
+    assert not net.training and not net.stem[1].training
+    inference.save_weights(tmp_path / "t.pth", model.build("cnn3"), "cnn3")
+    r = run_script("tools/bn_statistics.py", "--weights", tmp_path / "t.pth", "--data", "synthetic")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("%") == 4 and "warped nearest" in r.stdout and "unwarped" in r.stdout
+    assert sorted(os.listdir(tmp_path)) == ["t.pth"]
 
 
 def test_a_teacher_file_is_made_once_and_refused_for_other_faces(tmp_path):
