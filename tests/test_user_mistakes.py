@@ -860,3 +860,13 @@ def test_every_command_in_the_readme_parses_with_its_scripts_flags():
 def test_shipping_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     one_line(run_main("tools/ship.py", tmp_path / "nothing", tmp_path / "x", "--data", "synthetic"), 1,
              "nothing/model.pth: no such file")
+
+
+def test_batchnorm_statistics_on_missing_weights_or_data_is_one_line(tmp_path):
+    one_line(run_main("tools/bn_statistics.py", "--weights", tmp_path / "none.pth", "--data", "synthetic"), 1,
+             "none.pth")
+    inference.save_weights(tmp_path / "t.pth", model.build("cnn3"), "cnn3")
+    one_line(run_main("tools/bn_statistics.py", "--weights", tmp_path / "t.pth", "--data", tmp_path / "x.csv"), 2,
+             "--data", "x.csv")
+    one_line(run_main("train.py", "--data", "synthetic", "--interpolation", "cubic"), 2, "--interpolation",
+             "cubic")

@@ -66,13 +66,13 @@ def main(argv=None):
         probs = inference.predict_proba([net], images, device)
         return 100 * (probs.argmax(1) == labels).float().mean().item()
 
+    train_images, train_labels = (t.to(device) for t in splits["train"])
     net = inference.load_nets([args.weights], device)[0]
     print(f"{args.weights} on {splits.title(split)} ({len(labels)} faces)")
     print(f"  {'the statistics it shipped with':<48} {score(net):6.2f}%")
     for warp in WARPS:
         net = inference.load_nets([args.weights], device)[0]
         generator = torch.Generator(device).manual_seed(args.seed)
-        train_images, train_labels = (t.to(device) for t in splits["train"])
         recompute_statistics(net, training_batches(train_images, train_labels, warp, generator))
         what = "unwarped" if warp == "none" else f"warped {warp}"
         print(f"  {'recomputed from training faces ' + what:<48} {score(net):6.2f}%")
