@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import time
 
 import torch
 
@@ -42,6 +43,8 @@ def parser(prog, doc):
 
     def error(msg):
         msg = re.sub(r"^argument (\S+): must be", r"\1 must be", msg)  # a `checked` type's refusal
+        if not speaks:  # the other ranks wait: torchrun stops rank 0 as soon as one of them exits
+            time.sleep(2)
         p.exit(2, f"{prog}: error: {msg}\n" if speaks else None)
     p.error = error
     return p
