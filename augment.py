@@ -93,12 +93,13 @@ def mix(x, y, rng, mixup=0.0, cutmix=0.0):
 TTA_WARPS = ((0.0, 0.9), (0.0, 1.1), (-6.0, 1.0), (6.0, 1.0))  # (degrees, zoom) besides the image as it is
 
 
-def tta_views(x):
+def tta_views(x, interpolation="bilinear"):
     """Ten views of a normalised batch [B, 1, 48, 48]: the image and its mirror, each as it is, zoomed out and
     in by 10% and rotated by -6 and +6 degrees, inside the training augmentation's ranges (8 degrees, zoom
     0.8-1.2) and, as in training, with black outside the picture. On PublicTest these beat flip x 2-pixel
     shifts (the ten-crop idea of Khaireddin & Chen) by about a point on each of three networks
-    (docs/results.md)."""
+    (docs/results.md). `interpolation`: the one the network trained with (train.py --interpolation); views
+    resampled the other way cost 2-3 points with TTA on PublicTest (docs/results.md)."""
     black = data.normalize(torch.zeros((), device=x.device))
     degrees, zooms = zip(*TTA_WARPS)
     n = len(TTA_WARPS)  # one matrix per warp, shared by the whole batch and by both mirror images
@@ -108,4 +109,5 @@ def tta_views(x):
     for img in (x, x.flip(-1)):
         yield img
         for theta in thetas:
-            yield warp(img - black, theta.expand(len(x), 2, 3)) + black  # warp fills with 0: black is 0 here
+            # warp fills with 0: black is 0 here
+            yield warp(img - black, theta.expand(len(x), 2, 3), interpolation) + black

@@ -157,21 +157,30 @@ def load_nets(paths, device):
     return [load_weights(p, device)[0].to(memory_format=torch.channels_last) for p in paths]
 
 
+def trained_interpolation(net):
+    """How the network's training resampled its warped faces (train.py --interpolation): its TTA views are
+    resampled the same way. Files from before the flag, and from elsewhere, read bilinear: this project's
+    runs before the flag were, and a file without its training's configuration cannot say otherwise."""
+    return (getattr(net, "meta", {}).get("config") or {}).get("interpolation", "bilinear")
+
+
 def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=False, progress=False):
     """Class probabilities [N, 7] in data.CLASSES order for uint8 images [N, 48, 48], averaged over the
-    networks (an ensemble) and, with tta, over augment.tta_views' ten views. Batched on the device; one
-    copy back per batch. `autocast`: bf16 on the CPU (AMX) or CUDA, about twice as fast, for live video.
-    `progress`: a bar (TTA over a data set takes minutes on a CPU)."""
+    networks (an ensemble) and, with tta, over augment.tta_views' ten views, each network's resampled as it
+    trained (trained_interpolation). Batched on the device; one copy back per batch. `autocast`: bf16 on the
+    CPU (AMX) or CUDA, about twice as fast, for live video. `progress`: a bar (TTA over a data set takes
+    minutes on a CPU)."""
     from tqdm import tqdm
     device = torch.device(device)
+    interpolations = [trained_interpolation(net) for net in nets]
     out = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         for x in tqdm(data.batches(images, batch_size, device), total=-(-len(images) // batch_size),
                       leave=False, disable=not progress or None, desc="predicting", dynamic_ncols=True,
                       file=sys.stdout):
-            views = list(augment.tta_views(x)) if tta else [x]
-            p = sum(F.softmax(net(v).float(), 1) for net in nets for v in views)
-            out.append((p / (len(nets) * len(views))).cpu())
+            views = {i: list(augment.tta_views(x, i)) if tta else [x] for i in set(interpolations)}
+            probs = [F.softmax(net(v).float(), 1) for net, i in zip(nets, interpolations) for v in views[i]]
+            out.append((sum(probs) / len(probs)).cpu())
     return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))
 
 
