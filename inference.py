@@ -160,8 +160,11 @@ def load_nets(paths, device):
 def trained_interpolation(net):
     """How the network's training resampled its warped faces (train.py --interpolation): its TTA views are
     resampled the same way. Files from before the flag, and from elsewhere, read bilinear: this project's
-    runs before the flag were, and a file without its training's configuration cannot say otherwise."""
-    return (getattr(net, "meta", {}).get("config") or {}).get("interpolation", "bilinear")
+    runs before the flag were, and a file without its training's configuration cannot say otherwise (nor one
+    whose configuration names something else)."""
+    config = getattr(net, "meta", {}).get("config")
+    interpolation = config.get("interpolation") if isinstance(config, dict) else None
+    return interpolation if interpolation in ("bilinear", "nearest") else "bilinear"
 
 
 def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=False, progress=False):

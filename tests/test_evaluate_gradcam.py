@@ -115,6 +115,9 @@ def test_tta_resamples_each_network_as_it_trained(weights, tmp_path):
     inference.save_weights(tmp_path / "nearest.pth", net, name, meta=sharp_meta)
     sharp, _ = inference.load_weights(str(tmp_path / "nearest.pth"))
     assert inference.trained_interpolation(sharp) == "nearest"
+    for odd in ({"config": "not a dict"}, {"config": {"interpolation": "cubic"}}):  # someone else's meta
+        inference.save_weights(tmp_path / "odd.pth", net, name, meta=odd)
+        assert inference.trained_interpolation(inference.load_weights(str(tmp_path / "odd.pth"))[0]) == "bilinear"
 
     images = torch.from_numpy(synthetic.synthetic_faces(20, seed=3)[0])
     x = next(data.batches(images, 512, "cpu"))
