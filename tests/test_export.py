@@ -1,5 +1,5 @@
 """export.py: networks (and an ensemble, as one graph) to ONNX; the file gives PyTorch's answers in
-onnxruntime, says what it takes and returns, and the README's lines for an app run as written."""
+onnxruntime, says what it takes and returns, and the lines for an app in docs/export.md run as written."""
 import builtins
 import re
 
@@ -48,14 +48,14 @@ def test_an_ensemble_exports_as_one_graph_with_pytorchs_probabilities(tmp_path, 
     assert "0-255" in meta["input"] and "m1.pth, m2.pth" == meta["weights"]
 
 
-def test_the_readmes_lines_for_an_app_run_as_written(tmp_path, nets, monkeypatch):
+def test_the_lines_for_an_app_in_the_docs_run_as_written(tmp_path, nets, monkeypatch):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     from PIL import Image
     assert run_here(export, "--weights", nets[0], "--out", tmp_path / "resnet.onnx").returncode == 0
     Image.fromarray(synthetic.synthetic_faces(1, seed=4)[0][0]).resize((120, 120)).save(tmp_path / "face.png")
-    readme = open(f"{ROOT}/README.md").read()
-    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "onnxruntime" in b)
+    doc = open(f"{ROOT}/docs/export.md").read()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "onnxruntime" in b)
     monkeypatch.chdir(tmp_path)
     printed = []
     exec(code, {"print": printed.append})
