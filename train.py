@@ -539,6 +539,10 @@ def main(argv=None):
         args.out = shared[0]
     try:
         run(args, device, rank, world)
+        if world > 1:
+            # Rank 0 still scores model.pth in finish(); the others wait for it here, so no rank tears gloo's
+            # threads down while a peer is still connected (seen in CI: a rank aborting on exit, SIGABRT).
+            dist.barrier()
     finally:
         if world > 1:
             dist.destroy_process_group()
