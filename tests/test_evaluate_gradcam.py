@@ -210,15 +210,17 @@ def test_gradcam_defaults_to_the_predicted_class(net):
     x = batch()
     maps, logits = gradcam.gradcam(net, x, "stage3.3")
     pred = logits.argmax(1)
-    for i in range(4):
-        assert torch.allclose(maps[i], reference_cam(net, x[i:i + 1], "stage3.3", int(pred[i]))[0], atol=1e-5)
+    for i in range(4):  # the reference runs one face at a time: rounding as in the test below
+        assert torch.allclose(maps[i], reference_cam(net, x[i:i + 1], "stage3.3", int(pred[i]))[0], atol=1e-4)
 
 
 def test_batch_gives_the_same_maps_as_one_by_one(net):
     x = batch(6)
     maps, _ = gradcam.gradcam(net, x, "stage3.3", classes=5)
     singles = torch.cat([gradcam.gradcam(net, x[i:i + 1], "stage3.3", classes=5)[0] for i in range(6)])
-    assert torch.allclose(maps, singles, atol=1e-5)
+    # A batch of 6 and a batch of 1 run different convolution kernels, so the sums round differently (up to
+    # 1.4e-5 on maps scaled to [0, 1], seen on an AVX2 CPU); faces leaking into each other would differ by ~0.1.
+    assert torch.allclose(maps, singles, atol=1e-4)
 
 
 def test_gradcam_leaves_the_model_as_it_found_it(net):
