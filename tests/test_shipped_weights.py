@@ -63,8 +63,7 @@ def test_the_seed_systems_are_fp16_weights_with_their_command(name):
     # The command builds the network in the file (report.pth is seed 000's recipe on the default resnet).
     assert train.make_parser().parse_args(shlex.split(command)[2:]).model == blob["model"]
     assert blob["model"] == {"report.pth": "resnet"}.get(name, name.removesuffix(".pth"))
-    # report.pth was written before --head softmax became --double-softmax; the file keeps what was run
-    assert blob["meta"]["command"] in (command, command.replace("--double-softmax", "--head softmax"))
+    assert blob["meta"]["command"] == command
     net, _ = inference.load_weights(path)
     assert net(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
