@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import data
 
 def augment(x, generator, flip=0.5, degrees=8.0, translate=0.2, scale=(0.8, 1.2), erase=0.0,
-            interpolation="bilinear"):
+            interpolation="nearest"):
     """The report's v2 pipeline on a whole batch at once: random horizontal flip, then RandomAffine(degrees,
     translate, scale) with black fill, then optional random erasing. x: float [B, 1, H, W] in [0, 1].
     All draws come from `generator` on x's device, so nothing crosses to the host. `interpolation`:

@@ -119,6 +119,7 @@ def renamed(config):
     (--head softmax is now --double-softmax), and runs started before a flag existed keep what they ran."""
     config = dict(config)
     config.setdefault("interpolation", "bilinear")  # every run before the flag warped bilinearly
+    config.setdefault("plateau_on", "val-loss")  # and every plateau run before its flag watched the validation loss
     if "head" in config:
         config["double_softmax"] = config.pop("head") == "softmax"
     return config

@@ -71,9 +71,10 @@ def make_parser():
                    help="ReduceLROnPlateau factor (PyTorch's)")
     p.add_argument("--plateau-patience", type=cli.checked(int, lambda v: v >= 0, ">= 0"), default=10,
                    help="ReduceLROnPlateau patience, epochs")
-    p.add_argument("--plateau-on", choices=["val-loss", "train-loss"], default="val-loss",
-                   help="the loss ReduceLROnPlateau watches: the validation loss, or the epoch's training loss "
-                   "(whose learning-rate curve matches the report's Figure 8: docs/differences.md)")
+    p.add_argument("--plateau-on", choices=["train-loss", "val-loss"], default="train-loss",
+                   help="the loss ReduceLROnPlateau watches: the epoch's training loss (the report's: its "
+                   "learning-rate curve, Figure 8, holds 1e-4 to about epoch 200 only so) or the validation "
+                   "loss (docs/differences.md)")
     p.add_argument("--label-smoothing", type=cli.checked(float, lambda v: 0 <= v < 1, "in [0, 1)"), default=0.0,
                    help="cross-entropy label smoothing")
     p.add_argument("--double-softmax", action="store_true", help="the report's network as it was: a Softmax "
@@ -94,10 +95,10 @@ def make_parser():
                    "[0, 0.5] (more moves the face out of the picture)"), default=0.2,
                    help="random translation, fraction of the size")
     p.add_argument("--scale", type=float, nargs=2, default=(0.8, 1.2), help="random zoom range")
-    p.add_argument("--interpolation", choices=["bilinear", "nearest"], default="bilinear",
+    p.add_argument("--interpolation", choices=["nearest", "bilinear"], default="nearest",
                    help="how the affine warp resamples: nearest (torchvision RandomAffine's default, which the "
-                   "report ran: training faces stay as sharp as the test faces) or bilinear (a slight blur; "
-                   "docs/differences.md)")
+                   "report ran: training faces stay as sharp as the test faces) or bilinear (a slight blur, "
+                   "which every run here before 2026-12-02 used; docs/differences.md)")
     p.add_argument("--erase", type=cli.probability, default=0.0, help="random-erasing probability (the "
                    "report: off)")
     mix_alpha = cli.checked(float, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
@@ -401,8 +402,10 @@ def run(args, device, rank, world):
     if args.train_on_val:  # one training set of both; "val" stays what the figures are computed on
         splits["train"] = tuple(map(torch.cat, zip(splits["train"], splits["val"])))
     data_id, val_id = data.fingerprint(*splits["train"]), data.fingerprint(*splits["val"])
-    if args.schedule == "plateau" and 0 < args.early_stop <= args.plateau_patience and not args.resume:
-        # ReduceLROnPlateau cuts after patience + 1 epochs without a better loss; the early stop comes first
+    if (args.schedule == "plateau" and args.plateau_on == "val-loss" and 0 < args.early_stop <= args.plateau_patience
+            and not args.resume):
+        # both watch the validation loss: ReduceLROnPlateau cuts after patience + 1 epochs without a better
+        # one, and the early stop comes first
         say(f"note: --early-stop {args.early_stop} ends the run before --plateau-patience "
             f"{args.plateau_patience} can lower the learning rate (a patience under the early stop lets it act)")
     trainer = Trainer(args, splits, device, rank, world, teacher)

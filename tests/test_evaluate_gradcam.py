@@ -109,12 +109,12 @@ def test_tta_resamples_each_network_as_it_trained(weights, tmp_path):
     the other way cost 2-3 points: docs/results.md); files whose configuration names none (from before the
     flag, or from elsewhere) read bilinear; in an ensemble each network sees its own views, equally weighted."""
     net, name = inference.load_weights(str(weights))
-    assert inference.trained_interpolation(net) == "bilinear"  # the shared run ran the default
+    assert inference.trained_interpolation(net) == "nearest"  # the shared run ran the default
     assert inference.trained_interpolation(model.build(name)) == "bilinear"  # no file, no configuration
-    sharp_meta = {**net.meta, "config": {**net.meta["config"], "interpolation": "nearest"}}
-    inference.save_weights(tmp_path / "nearest.pth", net, name, meta=sharp_meta)
-    sharp, _ = inference.load_weights(str(tmp_path / "nearest.pth"))
-    assert inference.trained_interpolation(sharp) == "nearest"
+    blurred_meta = {**net.meta, "config": {**net.meta["config"], "interpolation": "bilinear"}}
+    inference.save_weights(tmp_path / "bilinear.pth", net, name, meta=blurred_meta)
+    blurred, _ = inference.load_weights(str(tmp_path / "bilinear.pth"))
+    assert inference.trained_interpolation(blurred) == "bilinear"
     for odd in ({"config": "not a dict"}, {"config": {"interpolation": "cubic"}}):  # someone else's meta
         inference.save_weights(tmp_path / "odd.pth", net, name, meta=odd)
         assert inference.trained_interpolation(inference.load_weights(str(tmp_path / "odd.pth"))[0]) == "bilinear"
@@ -126,11 +126,11 @@ def test_tta_resamples_each_network_as_it_trained(weights, tmp_path):
         with torch.no_grad():
             return sum(torch.softmax(network(v), 1) for v in augment.tta_views(x, interpolation)) / 10
 
-    got = inference.predict_proba([sharp], images, "cpu", tta=True)
-    assert torch.allclose(got, by_hand(sharp, "nearest"), atol=1e-5)
-    assert not torch.allclose(got, by_hand(sharp, "bilinear"), atol=1e-3)
-    both = inference.predict_proba([net, sharp], images, "cpu", tta=True)
-    assert torch.allclose(both, (by_hand(net, "bilinear") + by_hand(sharp, "nearest")) / 2, atol=1e-5)
+    got = inference.predict_proba([net], images, "cpu", tta=True)
+    assert torch.allclose(got, by_hand(net, "nearest"), atol=1e-5)
+    assert not torch.allclose(got, by_hand(net, "bilinear"), atol=1e-3)
+    both = inference.predict_proba([net, blurred], images, "cpu", tta=True)
+    assert torch.allclose(both, (by_hand(net, "nearest") + by_hand(blurred, "bilinear")) / 2, atol=1e-5)
 
 
 def user_images(tmp_path):

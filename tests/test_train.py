@@ -97,6 +97,8 @@ def test_the_reports_recipe_is_the_default():
     assert (args.epochs, args.bs, args.lr, args.model, args.sampler) == (350, 256, 1e-4, "resnet", "weighted")
     assert (args.flip, args.degrees, args.translate, tuple(args.scale)) == (0.5, 8.0, 0.2, (0.8, 1.2))
     assert args.amp == "auto" and args.data == "data/fer2013.csv"
+    # the report's learning-rate curve and its torchvision warps, as docs/differences.md reads them
+    assert (args.schedule, args.plateau_on, args.interpolation) == ("plateau", "train-loss", "nearest")
 
 
 def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
@@ -143,7 +145,7 @@ def test_with_ema_the_saved_weights_are_the_average(tmp_path):
 
 def test_early_stop_ends_the_run_and_notes_when_the_plateau_cut_cannot_come(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "validate", lambda *a, **k: (1.0, 0.5))  # never better after epoch 1
-    train.main(LOOP + ["--epochs", "10", "--early-stop", "2", "--out", str(tmp_path)])
+    train.main(LOOP + ["--epochs", "10", "--early-stop", "2", "--plateau-on", "val-loss", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert [int(row["epoch"]) for row in history(tmp_path)] == [1, 2, 3]
     assert "early stop: no better validation loss since epoch 1" in out
@@ -151,7 +153,7 @@ def test_early_stop_ends_the_run_and_notes_when_the_plateau_cut_cannot_come(tmp_
 
 
 def test_the_early_stop_note_is_said_once_not_on_each_resume(tmp_path, capsys):
-    train.main(LOOP + ["--epochs", "1", "--early-stop", "2", "--out", str(tmp_path)])
+    train.main(LOOP + ["--epochs", "1", "--early-stop", "2", "--plateau-on", "val-loss", "--out", str(tmp_path)])
     assert "note: --early-stop 2" in capsys.readouterr().out
     train.main(["--resume", str(tmp_path / "checkpoint.pth"), "--epochs", "2"])
     assert "note: --early-stop" not in capsys.readouterr().out
@@ -160,7 +162,8 @@ def test_the_early_stop_note_is_said_once_not_on_each_resume(tmp_path, capsys):
 
 def test_a_patience_under_the_early_stop_draws_no_note(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "validate", lambda *a, **k: (1.0, 0.5))
-    train.main(LOOP + ["--epochs", "10", "--early-stop", "3", "--plateau-patience", "1", "--out", str(tmp_path)])
+    train.main(LOOP + ["--epochs", "10", "--early-stop", "3", "--plateau-patience", "1", "--plateau-on", "val-loss",
+                       "--out", str(tmp_path)])
     assert "note: --early-stop" not in capsys.readouterr().out
     lrs = [float(row["lr"]) for row in history(tmp_path)]
     assert lrs[0] == 3e-4 and lrs[-1] < lrs[0]  # the cut came before the stop
@@ -240,14 +243,18 @@ def test_a_run_started_under_the_old_head_flag_resumes_as_it_was(tmp_path):
         assert args.double_softmax is double and not hasattr(args, "head")
 
 
-def test_a_run_started_before_the_interpolation_flag_resumes_bilinear_as_it_ran(tmp_path):
+def test_a_run_started_before_the_defaults_changed_resumes_as_it_ran(tmp_path):
+    """Bilinear warps and a validation-loss plateau were the defaults before 2026-12-04, and checkpoints from
+    before the --interpolation and --plateau-on flags do not name them: such a run resumes as it ran."""
     out = tmp_path / "run"
-    train.main(LOOP + ["--epochs", "1", "--interpolation", "nearest", "--out", str(out)])
+    train.main(LOOP + ["--epochs", "1", "--out", str(out)])
     ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
-    assert train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"]).interpolation == "nearest"
-    config = {k: v for k, v in ckpt["config"].items() if k != "interpolation"}
+    resumed = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])
+    assert (resumed.interpolation, resumed.plateau_on) == ("nearest", "train-loss")
+    config = {k: v for k, v in ckpt["config"].items() if k not in ("interpolation", "plateau_on")}
     torch.save({**ckpt, "config": config}, out / "checkpoint.pth")
-    assert train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"]).interpolation == "bilinear"
+    resumed = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])
+    assert (resumed.interpolation, resumed.plateau_on) == ("bilinear", "val-loss")
 
 
 def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
