@@ -97,8 +97,8 @@ def make_parser():
     p.add_argument("--scale", type=float, nargs=2, default=(0.8, 1.2), help="random zoom range")
     p.add_argument("--interpolation", choices=["nearest", "bilinear"], default="nearest",
                    help="how the affine warp resamples: nearest (torchvision RandomAffine's default, which the "
-                   "report ran: training faces stay as sharp as the test faces) or bilinear (a slight blur, "
-                   "which every run here before 2026-12-02 used; docs/differences.md)")
+                   "report ran: training faces stay as sharp as the test faces) or bilinear (a slight blur; the "
+                   "default before 2026-12-04: docs/differences.md)")
     p.add_argument("--erase", type=cli.probability, default=0.0, help="random-erasing probability (the "
                    "report: off)")
     mix_alpha = cli.checked(float, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")

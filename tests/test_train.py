@@ -160,6 +160,12 @@ def test_the_early_stop_note_is_said_once_not_on_each_resume(tmp_path, capsys):
     assert [int(row["epoch"]) for row in history(tmp_path)] == [1, 2]
 
 
+def test_an_early_stop_beside_a_training_loss_plateau_draws_no_note(tmp_path, capsys):
+    """The default plateau watches the training loss, which the early stop does not: its cut may come first."""
+    train.main(LOOP + ["--epochs", "1", "--early-stop", "2", "--out", str(tmp_path)])
+    assert "note: --early-stop" not in capsys.readouterr().out
+
+
 def test_a_patience_under_the_early_stop_draws_no_note(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "validate", lambda *a, **k: (1.0, 0.5))
     train.main(LOOP + ["--epochs", "10", "--early-stop", "3", "--plateau-patience", "1", "--plateau-on", "val-loss",
