@@ -12,7 +12,7 @@ import inference
 import train
 from conftest import ROOT
 
-SHIPPED = {"resnet.pth": "resnet", "vgg.pth": "vgg"}
+SHIPPED = {"resnet.pth": "resnet", "vgg.pth": "vgg", "vgg_nearest.pth": "vgg"}
 
 
 @pytest.mark.parametrize("name", [*SHIPPED, "resnet_stage1.pth"])
@@ -78,3 +78,14 @@ def test_the_seed_systems_reproduce_the_readme_on_publictest(name, fer2013):
     images, labels = fer2013["val"]
     probs = inference.predict_proba(inference.load_nets([path], "cpu"), images, torch.device("cpu"))
     assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])
+
+
+@pytest.mark.parametrize("name", ["vgg_nearest.pth"])
+def test_weights_shipped_with_a_command_say_how_to_rebuild_them(name):
+    """The files shipped by tools/ship.py carry the train.py command that made them, in the file and beside it,
+    and that command builds the network the file holds."""
+    path = os.path.join(ROOT, "weights", name)
+    blob = inference.read_file(path)
+    command = open(path.replace(".pth", "_command.txt")).read().strip()
+    assert command.startswith("python train.py ") and blob["meta"]["command"] == command
+    assert train.make_parser().parse_args(shlex.split(command)[2:]).model == blob["model"] == SHIPPED[name]
