@@ -12,7 +12,7 @@ import inference
 import train
 from conftest import ROOT
 
-SHIPPED = {"resnet.pth": "resnet", "vgg.pth": "vgg", "vgg_nearest.pth": "vgg"}
+SHIPPED = {"resnet.pth": "resnet", "vgg.pth": "vgg", "vgg_nearest.pth": "vgg", "report_recipe.pth": "resnet"}
 
 
 @pytest.mark.parametrize("name", [*SHIPPED, "resnet_stage1.pth"])
@@ -80,7 +80,7 @@ def test_the_seed_systems_reproduce_the_readme_on_publictest(name, fer2013):
     assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])
 
 
-@pytest.mark.parametrize("name", ["vgg_nearest.pth"])
+@pytest.mark.parametrize("name", ["vgg_nearest.pth", "report_recipe.pth"])
 def test_weights_shipped_with_a_command_say_how_to_rebuild_them(name):
     """The files shipped by tools/ship.py carry the train.py command that made them, in the file and beside it,
     and that command builds the network the file holds."""
