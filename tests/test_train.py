@@ -318,6 +318,16 @@ def test_shipping_a_run_writes_fp16_weights_with_its_command_history_and_score(t
                              "_confusion_matrix.png"))
 
 
+def test_shipping_a_run_that_trained_on_val_publishes_no_score_there(tmp_path):
+    """Its validation faces were training faces: a figure on them would mean nothing, so none ships."""
+    train.main(LOOP + ["--epochs", "1", "--train-on-val", "--out", str(tmp_path / "run")])
+    code, stdout, err = run_main("tools/ship.py", tmp_path / "run", tmp_path / "w" / "final", "--data", "synthetic")
+    assert code == 0, err
+    assert "trained on the val split too" in stdout
+    assert sorted(os.listdir(tmp_path / "w")) == ["final.pth", "final_command.txt", "final_curves.png",
+                                                  "final_history.csv"]
+
+
 def test_distilling_a_teacher_that_repeats_the_labels_changes_nothing(tmp_path):
     """With one-hot probabilities the teacher's cross-entropy is the labels': the run is the plain run."""
     splits = data.load("synthetic")

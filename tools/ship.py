@@ -6,7 +6,8 @@ score.
 writes weights/seeds/cnn3.pth (model.pth, or last.pth with --last, in fp16: half the file, the same
 predictions to within a few images), cnn3_history.csv, cnn3_curves.png, cnn3_command.txt, and
 cnn3_publictest.json and cnn3_confusion_matrix.png from evaluate.py on the data's val split (PublicTest on
-the Kaggle file).
+the Kaggle file). A run that trained on that split too (train.py --train-on-val) gets no score there: its
+PublicTest faces are training faces, so the two files would publish a figure that means nothing.
 """
 import json
 import os
@@ -44,15 +45,20 @@ def main(argv=None):
         p.error(f"{args.run}/config.json records no command; pass --command")
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder")
+    scored = not config.get("train_on_val")
     inputs = [source, config_path, *(os.path.join(args.run, f) for f in RUN_FILES), args.data]
-    outputs = [args.dest + ".pth", *(f"{args.dest}_{f}" for f in RUN_FILES),
-               args.dest + "_command.txt", args.dest + "_publictest.json", args.dest + "_confusion_matrix.png"]
+    outputs = [args.dest + ".pth", *(f"{args.dest}_{f}" for f in RUN_FILES), args.dest + "_command.txt",
+               *([args.dest + "_publictest.json", args.dest + "_confusion_matrix.png"] if scored else [])]
     for path in outputs:  # all checked before the first is written: no half-shipped set, no input replaced
         files.check_writable(path, inputs=inputs)
     inference.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
     for run_file in RUN_FILES:
         copy(os.path.join(args.run, run_file), f"{args.dest}_{run_file}")
     files.atomic_write(args.dest + "_command.txt", command + "\n")
+    if not scored:
+        print(f"{args.run} trained on the val split too (--train-on-val): not scored there, no "
+              f"{os.path.basename(args.dest)}_publictest.json or confusion matrix")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         evaluate.main(["--weights", args.dest + ".pth", "--data", args.data, "--split", "val",
                        "--out", tmp, "--json", args.dest + "_publictest.json"])
