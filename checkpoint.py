@@ -288,20 +288,24 @@ def write_history(out, history):
     files.atomic_write(os.path.join(out, "history.csv"), "\n".join(lines) + "\n")
 
 
-def plot_curves(out, history):
-    """Loss, accuracy and learning rate per epoch, like the report's Figure 8."""
+def plot_curves(out, history, trained_on_val=False):
+    """Loss, accuracy and learning rate per epoch, like the report's Figure 8. A run that trained on its
+    validation faces too (--train-on-val) gets its val line labelled as such and no "best" in the title: read
+    as a result, its 90% would mislead."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     ep = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(ep, [r["train_loss"] for r in history], label="train")
-    axes[0].plot(ep, [r["val_loss"] for r in history], label="validation")
+    val_label = "val (trained on too)" if trained_on_val else "validation"
+    axes[0].plot(ep, [r["val_loss"] for r in history], label=val_label)
     axes[0].set_title("Cross-entropy loss")
     axes[1].plot(ep, [100 * r["train_acc"] for r in history], label="train")
-    axes[1].plot(ep, [100 * r["val_acc"] for r in history], label="validation")
+    axes[1].plot(ep, [100 * r["val_acc"] for r in history], label=val_label)
     best = max(history, key=lambda r: r["val_acc"])
-    axes[1].set_title(f"Accuracy (best val {100 * best['val_acc']:.2f}% @ {best['epoch']})")
+    axes[1].set_title("Accuracy (val faces were training faces)" if trained_on_val else
+                      f"Accuracy (best val {100 * best['val_acc']:.2f}% @ {best['epoch']})")
     axes[1].set_ylabel("%")
     axes[2].plot(ep, [r["lr"] for r in history], color="tab:green")
     axes[2].set_yscale("log")

@@ -465,7 +465,7 @@ def run(args, device, rank, world):
                 saved_epoch = epoch
                 checkpoint.write_history(out, history)
                 if time.perf_counter() - plotted_at > PLOT_EVERY_S:
-                    checkpoint.plot_curves(out, history)
+                    checkpoint.plot_curves(out, history, args.train_on_val)
                     plotted_at = time.perf_counter()
             say(f"epoch {epoch:4d} | train loss {train_loss:.4f} acc {100 * train_acc:5.2f}% | val loss "
                 f"{val_loss:.4f} acc {100 * val_acc:5.2f}% | lr {lr:.2e} | {history[-1]['seconds']:.1f}s",
@@ -499,7 +499,7 @@ def best_epoch(history):
 def finish(out, history, splits, args, save_epoch_weights, device):
     """The end of a run: the curves, last.pth (the end of the schedule: with cosine often the better one) and
     the closing score of model.pth, computed as evaluate.py computes it (fp32), so both print one figure."""
-    checkpoint.plot_curves(out, history)
+    checkpoint.plot_curves(out, history, args.train_on_val)
     save_epoch_weights("last.pth", history[-1])
     best, _ = inference.load_weights(os.path.join(out, "model.pth"), device)
     split, images, labels = data.choose_split(splits, None, args.data)

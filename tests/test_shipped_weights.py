@@ -13,14 +13,16 @@ import train
 from conftest import ROOT
 
 SHIPPED = {"resnet.pth": "resnet", "vgg.pth": "vgg", "vgg_nearest.pth": "vgg", "report_recipe.pth": "resnet"}
+# Trained on Training + PublicTest with a recipe fixed beforehand: they have no PublicTest figure to reproduce.
+TRAINED_ON_VAL = {"resnet_tov.pth": "resnet"}
 
 
-@pytest.mark.parametrize("name", [*SHIPPED, "resnet_stage1.pth"])
+@pytest.mark.parametrize("name", [*SHIPPED, *TRAINED_ON_VAL, "resnet_stage1.pth"])
 def test_shipped_weights_are_fp16_state_dicts_under_16_mb(name):
     path = os.path.join(ROOT, "weights", name)
     assert os.path.getsize(path) <= 16e6
     blob = inference.read_file(path)
-    assert blob["model"] == SHIPPED.get(name, "resnet") and blob["classes"] == list(data.CLASSES)
+    assert blob["model"] == {**SHIPPED, **TRAINED_ON_VAL}.get(name, "resnet") and blob["classes"] == list(data.CLASSES)
     floats = [v for v in blob["state_dict"].values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
     net, _ = inference.load_weights(path)
@@ -77,14 +79,28 @@ def test_the_seed_systems_reproduce_the_readme_on_publictest(name, fer2013):
     assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])
 
 
-@pytest.mark.parametrize("name", ["vgg_nearest.pth", "report_recipe.pth"])
+@pytest.mark.parametrize("name", ["vgg_nearest.pth", "report_recipe.pth", "resnet_tov.pth"])
 def test_weights_shipped_with_a_command_say_how_to_rebuild_them(name):
     """The files shipped by tools/ship.py carry the train.py command that made them, in the file and beside it,
     and that command builds the network the file holds."""
     path = os.path.join(ROOT, "weights", name)
     blob = inference.read_file(path)
     assert_command_rebuilds(path, blob)
-    assert blob["model"] == SHIPPED[name]
+    assert blob["model"] == {**SHIPPED, **TRAINED_ON_VAL}[name]
+
+
+@pytest.mark.parametrize("name", TRAINED_ON_VAL)
+def test_weights_trained_on_publictest_publish_no_figure_there(name):
+    """PublicTest faces were training faces for these files: no PublicTest score ships beside them and their
+    README row says why instead of giving a figure."""
+    path = os.path.join(ROOT, "weights", name)
+    blob = inference.read_file(path)
+    assert blob["meta"]["config"]["train_on_val"] is True
+    assert "--train-on-val" in open(path.replace(".pth", "_command.txt")).read().split()
+    assert not os.path.exists(path.replace(".pth", "_publictest.json"))
+    row = next(s for s in open(os.path.join(ROOT, "README.md")).read().splitlines()
+               if s.startswith(f"| `weights/{name}` |"))
+    assert "trained on PublicTest" in row and not re.search(r"\d+\.\d+%", row)
 
 
 def assert_command_rebuilds(path, blob):

@@ -9,6 +9,7 @@ import runpy
 import pytest
 import torch
 
+import checkpoint
 import cli
 import data
 import inference
@@ -326,6 +327,25 @@ def test_shipping_a_run_that_trained_on_val_publishes_no_score_there(tmp_path):
     assert "trained on the val split too" in stdout
     assert sorted(os.listdir(tmp_path / "w")) == ["final.pth", "final_command.txt", "final_curves.png",
                                                   "final_history.csv"]
+
+
+def test_the_curves_of_a_run_that_trained_on_val_give_no_best_val_figure(tmp_path, monkeypatch):
+    """Its val line is labelled as training faces, and the title names no best val accuracy, which would read
+    as a result; a plain run's title still gives its best."""
+    import matplotlib.pyplot as plt
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figures open to read them
+    history = [{"epoch": e, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 0.4, "val_acc": v, "lr": 1e-3,
+                "seconds": 1.0} for e, v in ((1, 0.8), (2, 0.9))]
+    checkpoint.plot_curves(tmp_path, history, trained_on_val=True)
+    checkpoint.plot_curves(tmp_path, history)
+    (on_val, plain) = (f.axes[1] for f in figures)
+    assert "best" not in on_val.get_title() and "training faces" in on_val.get_title()
+    assert [t.get_text() for t in on_val.get_legend().get_texts()] == ["train", "val (trained on too)"]
+    assert plain.get_title() == "Accuracy (best val 90.00% @ 2)"
+    for f in figures:
+        close(f)
 
 
 def test_distilling_a_teacher_that_repeats_the_labels_changes_nothing(tmp_path):

@@ -4,11 +4,13 @@ score.
     python tools/ship.py runs/<stamp> weights/seeds/cnn3 --data data/fer2013.csv [--last]
 
 writes weights/seeds/cnn3.pth (model.pth, or last.pth with --last, in fp16: half the file, the same
-predictions to within a few images), cnn3_history.csv, cnn3_curves.png, cnn3_command.txt, and
+predictions to within a few images), cnn3_history.csv, cnn3_curves.png (drawn from the whole history, labelled
+as train.py labels it), cnn3_command.txt, and
 cnn3_publictest.json and cnn3_confusion_matrix.png from evaluate.py on the data's val split (PublicTest on
 the Kaggle file). A run that trained on that split too (train.py --train-on-val) gets no score there: its
 PublicTest faces are training faces, so the two files would publish a figure that means nothing.
 """
+import csv
 import json
 import os
 import shutil
@@ -16,13 +18,14 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import checkpoint  # noqa: E402
 import cli  # noqa: E402
 import files  # noqa: E402
 import evaluate  # noqa: E402
 import inference  # noqa: E402
 
 
-RUN_FILES = ("history.csv", "curves.png")  # copied beside the weights as NAME_history.csv, NAME_curves.png
+SHIPPED_FILES = ("history.csv", "curves.png")  # beside the weights as NAME_history.csv, NAME_curves.png
 
 
 def main(argv=None):
@@ -46,14 +49,17 @@ def main(argv=None):
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder")
     scored = not config.get("train_on_val")
-    inputs = [source, config_path, *(os.path.join(args.run, f) for f in RUN_FILES), args.data]
-    outputs = [args.dest + ".pth", *(f"{args.dest}_{f}" for f in RUN_FILES), args.dest + "_command.txt",
+    history_path = os.path.join(args.run, "history.csv")
+    inputs = [source, config_path, history_path, args.data]
+    outputs = [args.dest + ".pth", *(f"{args.dest}_{f}" for f in SHIPPED_FILES), args.dest + "_command.txt",
                *([args.dest + "_publictest.json", args.dest + "_confusion_matrix.png"] if scored else [])]
     for path in outputs:  # all checked before the first is written: no half-shipped set, no input replaced
         files.check_writable(path, inputs=inputs)
     inference.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
-    for run_file in RUN_FILES:
-        copy(os.path.join(args.run, run_file), f"{args.dest}_{run_file}")
+    copy(history_path, args.dest + "_history.csv")
+    with tempfile.TemporaryDirectory() as tmp:  # redrawn: the run's own curves.png may predate its last epochs
+        checkpoint.plot_curves(tmp, read_history(history_path), trained_on_val=not scored)
+        copy(os.path.join(tmp, "curves.png"), args.dest + "_curves.png")
     files.atomic_write(args.dest + "_command.txt", command + "\n")
     if not scored:
         print(f"{args.run} trained on the val split too (--train-on-val): not scored there, no "
@@ -63,6 +69,11 @@ def main(argv=None):
         evaluate.main(["--weights", args.dest + ".pth", "--data", args.data, "--split", "val",
                        "--out", tmp, "--json", args.dest + "_publictest.json"])
         copy(os.path.join(tmp, "confusion_matrix.png"), args.dest + "_confusion_matrix.png")
+
+
+def read_history(path):
+    with open(path) as f:
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def copy(source, dest):
