@@ -7,6 +7,7 @@ the checkpoint holds the network, optimiser, scheduler and gradient scaler, and 
 stream (tests/test_train.py checks it bit for bit).
 """
 import argparse
+import csv
 try:
     import fcntl  # the folder lock; Windows has none, and there a run folder is not locked
 except ImportError:
@@ -286,6 +287,12 @@ def write_history(out, history):
         ",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
         for row in history]
     files.atomic_write(os.path.join(out, "history.csv"), "\n".join(lines) + "\n")
+
+
+def read_history(path):
+    """history.csv back into the rows write_history wrote."""
+    with open(path) as f:
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def plot_curves(out, history, trained_on_val=False):

@@ -860,6 +860,12 @@ def test_every_command_in_the_readme_parses_with_its_scripts_flags():
 def test_shipping_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     one_line(run_main("tools/ship.py", tmp_path / "nothing", tmp_path / "x", "--data", "synthetic"), 1,
              "nothing/model.pth: no such file")
+    run = tmp_path / "run"
+    assert run_main("train.py", *FAST, "--epochs", "1", "--out", run)[0] == 0
+    (run / "history.csv").unlink()
+    one_line(run_main("tools/ship.py", run, tmp_path / "w" / "x", "--data", "synthetic"), 1,
+             "run/history.csv: no such file")
+    assert not (tmp_path / "w").exists()  # nothing half-shipped
 
 
 def test_batchnorm_statistics_on_missing_weights_or_data_is_one_line(tmp_path):

@@ -10,7 +10,6 @@ cnn3_publictest.json and cnn3_confusion_matrix.png from evaluate.py on the data'
 the Kaggle file). A run that trained on that split too (train.py --train-on-val) gets no score there: its
 PublicTest faces are training faces, so the two files would publish a figure that means nothing.
 """
-import csv
 import json
 import os
 import shutil
@@ -50,6 +49,8 @@ def main(argv=None):
         p.error(f"--data {args.data}: no such file or folder")
     scored = not config.get("train_on_val")
     history_path = os.path.join(args.run, "history.csv")
+    if not os.path.isfile(history_path):
+        raise cli.UserError(f"{history_path}: no such file (the run's history ships with its weights)")
     inputs = [source, config_path, history_path, args.data]
     outputs = [args.dest + ".pth", *(f"{args.dest}_{f}" for f in SHIPPED_FILES), args.dest + "_command.txt",
                *([args.dest + "_publictest.json", args.dest + "_confusion_matrix.png"] if scored else [])]
@@ -58,7 +59,7 @@ def main(argv=None):
     inference.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
     copy(history_path, args.dest + "_history.csv")
     with tempfile.TemporaryDirectory() as tmp:  # redrawn: the run's own curves.png may predate its last epochs
-        checkpoint.plot_curves(tmp, read_history(history_path), trained_on_val=not scored)
+        checkpoint.plot_curves(tmp, checkpoint.read_history(history_path), trained_on_val=not scored)
         copy(os.path.join(tmp, "curves.png"), args.dest + "_curves.png")
     files.atomic_write(args.dest + "_command.txt", command + "\n")
     if not scored:
@@ -69,11 +70,6 @@ def main(argv=None):
         evaluate.main(["--weights", args.dest + ".pth", "--data", args.data, "--split", "val",
                        "--out", tmp, "--json", args.dest + "_publictest.json"])
         copy(os.path.join(tmp, "confusion_matrix.png"), args.dest + "_confusion_matrix.png")
-
-
-def read_history(path):
-    with open(path) as f:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def copy(source, dest):
