@@ -15,6 +15,7 @@ from conftest import ROOT
 SHIPPED = {"resnet.pth": "resnet", "vgg.pth": "vgg", "vgg_nearest.pth": "vgg", "report_recipe.pth": "resnet"}
 # Trained on Training + PublicTest with a recipe fixed beforehand: they have no PublicTest figure to reproduce.
 TRAINED_ON_VAL = {"resnet_tov.pth": "resnet"}
+NETWORKS = {**SHIPPED, **TRAINED_ON_VAL}  # every file in weights/ named here -> the network it holds
 
 
 @pytest.mark.parametrize("name", [*SHIPPED, *TRAINED_ON_VAL, "resnet_stage1.pth"])
@@ -22,7 +23,7 @@ def test_shipped_weights_are_fp16_state_dicts_under_16_mb(name):
     path = os.path.join(ROOT, "weights", name)
     assert os.path.getsize(path) <= 16e6
     blob = inference.read_file(path)
-    assert blob["model"] == {**SHIPPED, **TRAINED_ON_VAL}.get(name, "resnet") and blob["classes"] == list(data.CLASSES)
+    assert blob["model"] == NETWORKS.get(name, "resnet") and blob["classes"] == list(data.CLASSES)
     floats = [v for v in blob["state_dict"].values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
     net, _ = inference.load_weights(path)
@@ -86,7 +87,7 @@ def test_weights_shipped_with_a_command_say_how_to_rebuild_them(name):
     path = os.path.join(ROOT, "weights", name)
     blob = inference.read_file(path)
     assert_command_rebuilds(path, blob)
-    assert blob["model"] == {**SHIPPED, **TRAINED_ON_VAL}[name]
+    assert blob["model"] == NETWORKS[name]
 
 
 @pytest.mark.parametrize("name", TRAINED_ON_VAL)
