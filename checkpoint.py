@@ -1,118 +1,208 @@
-"""A training run's bookkeeping, kept out of train.py's way: the flags checked against each other, the run
-folder and its lock, checkpoint.pth and an exact --resume (every random stream included), and the files
-a run leaves (history.csv, curves.png).
+"""The files that hold a network, written and read here and nowhere else: a weights file (model.pth,
+last.pth, weights/*.pth) and a training checkpoint (checkpoint.pth, for --resume).
 
-An exact resume means a run stopped at epoch N and resumed trains the same weights as one that never stopped:
-the checkpoint holds the network, optimiser, scheduler and gradient scaler, and the state of each random
-stream (tests/test_train.py checks it bit for bit).
+A weights file is a dict of tensors and plain types, so torch.load(weights_only=True) reads it and no code in
+it can run. Format 2:
+
+    {"format": 2, "model": "resnet", "classes": ["angry", ..., "neutral"], "state_dict": {...},
+     "trained": {"recipe": "python train.py @recipes/resnet.txt", "interpolation": "nearest",
+                 "train_on_val": False, "data": "data/fer2013.csv", "data_id": "3f2a...", "epoch": 219,
+                 "val_loss": 0.95, "val_acc": 0.6757}}
+
+`trained` holds what the readers need: the recipe that made it, how its training resampled warped faces (TTA
+resamples its views the same way), whether it trained on the validation faces, which faces it trained on (a
+fingerprint, however the file was named) and the epoch kept. Format 1 files (the shipped ones, written before
+2026-12-05, held train.py's flags instead) are read through `upgrade`, the one place that knows them: the 88 MB
+of shipped weights are not written again, which would add their size to every clone's history. Someone
+else's bare state_dict, or a dict holding one, loads when it fits exactly one network here.
+
+A checkpoint holds everything an exact --resume needs: the network, optimiser, scheduler, gradient scaler,
+moving average and every random stream, so a run stopped at epoch N and resumed trains the same weights as one
+that never stopped (tests/test_train.py checks it bit for bit). `save`, `read` and `restore` stand together
+below.
 """
-import argparse
-import csv
-try:
-    import fcntl  # the folder lock; Windows has none, and there a run folder is not locked
-except ImportError:
-    fcntl = None
 import os
 import random
-import shlex
-import shutil
-import time
+import re
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+import cli
+import data
 import files
-import inference
+import model
+import readers
 
-# What a resumed run may not change (a new run from its weights, --init, may).
-RESUME_FIXED = ("model", "opt", "schedule", "plateau_on", "double_softmax", "seed", "train_on_val")
+FORMAT = 2
+TRAINED = {"recipe": None, "interpolation": "bilinear", "train_on_val": False, "data": None, "data_id": None,
+           "epoch": None, "val_loss": None, "val_acc": None}  # what a file that does not say reads as
+
+
+class WeightsError(cli.UserError):
+    """A weights or checkpoint file the user gave cannot be used; the message says why in one line."""
+
+
+def atomic_save(obj, path):
+    """torch.save through files.atomic_write: a crash or a full disk mid-write leaves the previous file
+    intact."""
+    files.atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Weights files
+
+def save_weights(path, net, name, trained=None, half=False):
+    """`trained`: the fields of TRAINED this file can tell (the rest read as TRAINED says)."""
+    unknown = set(trained or {}) - set(TRAINED)
+    assert not unknown, f"not a field of a weights file: {unknown}"
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    if half:  # shipped weights: fp16 halves the file; float buffers only, BN's counter stays an integer
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    atomic_save({"format": FORMAT, "model": name, "classes": list(data.CLASSES), "state_dict": state,
+                 "trained": {**TRAINED, **(trained or {})}}, path)
+
+
+def upgrade(blob):
+    """A format 1 file's {"meta": {"config": train.py's flags, "command", "data_id", "epoch", ...}} as format 2's
+    `trained`. Runs before 2026-12-04 warped bilinearly, and their flags then named no interpolation."""
+    meta = blob.pop("meta", None)
+    meta = meta if isinstance(meta, dict) else {}
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    blob["trained"] = {"recipe": meta.get("command") or config.get("command"),
+                       "interpolation": config.get("interpolation", "bilinear"),
+                       "train_on_val": bool(config.get("train_on_val")), "data": config.get("data"),
+                       "data_id": meta.get("data_id"), "epoch": meta.get("epoch"),
+                       "val_loss": meta.get("val_loss"), "val_acc": meta.get("val_acc")}
+    blob["format"] = FORMAT
+    return blob
+
+
+def read_file(path):
+    """torch.load with weights_only=True, turning every way a file can be unusable into a WeightsError."""
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: is a folder; give the weights file inside it (model.pth)")
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holds objects that are not plain data
+        # torch colours parts of its message for terminals
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        raise WeightsError(f"{path}: not a usable weights file ({first[:160]})") from None
+
+
+def is_state_dict(obj):
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def load_weights(path, device="cpu", expect=None):
+    """Returns (network in eval mode on `device`, its name). `expect` is the --model the user asked for.
+    Besides this project's weights files it takes a bare state_dict (what torch.save(net.state_dict())
+    writes, and what the report shipped), or a dict that holds one (under "model_state_dict" or any other
+    key), whose keys and shapes fit exactly one of the networks here. A file trained with another class
+    order (its "classes" list) has its output layer's rows put in data.CLASSES order here, so every user of
+    a loaded network (prediction, Grad-CAM, fine-tuning) reads output i as data.CLASSES[i]."""
+    blob = read_file(path)
+    if isinstance(blob, dict) and "optimizer" in blob and "config" in blob and "epoch" in blob:
+        raise WeightsError(f"{path}: a training checkpoint (for --resume), not weights; use model.pth or "
+                           f"last.pth in the same folder")
+    if is_state_dict(blob):
+        blob = {"model": network_of(blob, path), "state_dict": blob}
+    elif isinstance(blob, dict) and "state_dict" not in blob:  # someone else's: {"model_state_dict": ...}
+        inner = [k for k, v in blob.items() if is_state_dict(v)]
+        fitting = [k for k in inner if len(model.fitting_networks(strip_wrappers(blob[k]))) == 1]
+        if len(fitting) != 1:
+            which = "none" if not fitting else " and ".join(fitting)
+            raise WeightsError(f"{path}: not a weights file of this project (keys {list(blob)[:6]}; "
+                               f"{which} of them hold weights of a network here)")
+        blob = {"model": network_of(blob[fitting[0]], path), "state_dict": blob[fitting[0]]}
+    if not isinstance(blob, dict) or "state_dict" not in blob or "model" not in blob:
+        raise WeightsError(f"{path}: not a weights file of this project (no 'model'/'state_dict' entries)")
+    name = blob["model"]
+    if not isinstance(name, str) or name not in model.MODELS:
+        raise WeightsError(f"{path}: holds an unknown network {name!r} (this code knows "
+                           f"{', '.join(model.MODELS)})")
+    if blob.get("format") != FORMAT:
+        if "meta" in blob and not isinstance(blob["meta"], (dict, type(None))):
+            raise WeightsError(f"{path}: not a usable weights file ('meta' holds a "
+                               f"{type(blob['meta']).__name__}, not what train.py writes)")
+        blob = upgrade(blob)
+    kinds = {"state_dict": dict, "classes": (list, tuple, type(None)), "trained": dict}
+    wrong = [k for k, kind in kinds.items() if k in blob and not isinstance(blob[k], kind)]
+    if wrong or not is_state_dict(blob["state_dict"]):
+        raise WeightsError(f"{path}: not a usable weights file ({(wrong or ['state_dict'])[0]!r} holds a "
+                           f"{type(blob[(wrong or ['state_dict'])[0]]).__name__}, not what train.py writes)")
+    classes = [data.CLASSES[readers.class_index(str(c))] if readers.class_index(str(c)) is not None else str(c)
+               for c in blob.get("classes") or data.CLASSES]  # "Anger", "HAPPY": as class folders name them
+    if sorted(classes) != sorted(data.CLASSES):
+        raise WeightsError(f"{path}: its classes {classes} are not FER2013's seven "
+                           f"({', '.join(data.CLASSES)})")
+    blob["state_dict"] = strip_wrappers(blob["state_dict"])
+    if expect is not None and expect != name:
+        raise WeightsError(f"{path}: holds a {name!r} network, not {expect!r}")
+    bad = [k for k, v in blob["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        more = ", ..." if len(bad) > 1 else ""
+        raise WeightsError(f"{path}: holds NaN or infinite weights ({bad[0]}{more}): "
+                           f"the run that wrote it diverged")
+    net = model.build(name)
+    load_state(net, blob["state_dict"], path)
+    if classes != list(data.CLASSES):
+        rows = torch.tensor([classes.index(c) for c in data.CLASSES])
+        with torch.no_grad():
+            for p in model.output_layer(net).parameters():
+                p.copy_(p[rows])
+    trained = {k: blob["trained"].get(k, v) for k, v in TRAINED.items()}
+    if trained["interpolation"] not in ("bilinear", "nearest"):  # someone else's word: read as unknown
+        trained["interpolation"] = TRAINED["interpolation"]
+    net.trained = trained
+    return net.to(device).eval(), name
+
+
+def strip_wrappers(state):
+    """Keys as the bare network names them: without DistributedDataParallel's "module." or torch.compile's
+    "_orig_mod." in front."""
+    return {re.sub(r"^(module\.|_orig_mod\.)+", "", k): v for k, v in state.items()}
+
+
+def network_of(state, path):
+    """The one network whose parameter names and shapes are exactly those of a bare state_dict."""
+    fits = model.fitting_networks(strip_wrappers(state))
+    if len(fits) != 1:
+        which = "none" if not fits else " and ".join(fits)
+        raise WeightsError(f"{path}: a bare state_dict that fits {which} of "
+                           f"the networks here ({', '.join(model.MODELS)})")
+    return fits[0]
+
+
+def load_state(net, state, path):
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    cast = [k for k, v in own.items() if k in state and v.is_floating_point() and not state[k].is_floating_point()]
+    if cast and not (missing or extra or shapes):
+        raise WeightsError(f"{path}: holds whole numbers ({state[cast[0]].dtype}) where the {type(net).__name__} "
+                           f"network has real-valued weights ({cast[0]}): a cast or quantised copy; use the "
+                           f"float file")
+    if missing or extra or shapes:
+        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
+                 f"shapes differ: {shapes[:3]}" if shapes else ""]
+        raise WeightsError(f"{path}: weights do not fit the {type(net).__name__} network: "
+                           + "; ".join(p for p in parts if p))
+    net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+# ------------------------------------------------------------------------------------------------------------
+# checkpoint.pth: saved, read and restored
+
 # What a checkpoint.pth holds, by kind: one altered by hand or by another program is refused in one line.
 CHECKPOINT_KINDS = {"config": dict, "epoch": int, "history": list, "best_val_loss": float, "model": dict,
                     "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict}
-# The files that make a folder a run's: a new run refuses a folder holding any of them. config.json alone is
-# not one: a run stopped (even killed) before its first epoch ends has nothing to lose.
-RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv")
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Flags that contradict each other, or the machine
-
-def check_flags(args, p, device):
-    """Refuses, in one line each, flag combinations where one flag would be silently ignored or could not
-    work here."""
-    given = set(args.given)
-    if not 0 < args.scale[0] <= args.scale[1] < float("inf"):
-        p.error(f"--scale needs 0 < low <= high, got {args.scale[0]} {args.scale[1]}")
-    needs = {"warmup": ("schedule", "cosine", "warms up the cosine schedule"),
-             "decay": ("schedule", "inverse-time", "is the inverse-time schedule's"),
-             "momentum": ("opt", "sgd", "is SGD's"),
-             "plateau_factor": ("schedule", "plateau", "sets ReduceLROnPlateau"),
-             "plateau_patience": ("schedule", "plateau", "sets ReduceLROnPlateau"),
-             "plateau_on": ("schedule", "plateau", "sets ReduceLROnPlateau")}
-    for flag, (other, value, what) in needs.items():
-        if flag in given and getattr(args, other) != value:
-            p.error(f"--{flag.replace('_', '-')} {what}; --{other} {getattr(args, other)} has none "
-                    f"(add --{other} {value})")
-    if "teacher_weight" in given and not args.teacher:
-        p.error("--teacher-weight weighs a teacher's probabilities; add --teacher PROBS (tools/teacher.py)")
-    if args.class_weighted_loss and args.sampler == "weighted":
-        p.error("--class-weighted-loss and --sampler weighted both correct the class imbalance; use one "
-                "(add --sampler shuffle)")
-    if args.train_on_val and args.early_stop:
-        p.error("--early-stop watches the validation loss, which --train-on-val trains on; use one of them")
-    if args.amp == "fp16" and device.type != "cuda":
-        p.error("--amp fp16 needs a CUDA GPU; on CPU use bf16 or off")
-    if args.compile and device.type == "cpu" and not any(map(shutil.which, ("g++", "c++", "clang++"))):
-        p.error("--compile on the CPU needs a C++ compiler (g++ or clang++), and none is installed; "
-                "drop --compile")
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if args.bs % world:
-        p.error(f"--bs {args.bs} is the global batch and must divide evenly over the {world} processes, e.g. "
-                f"--bs {args.bs - args.bs % world}")
-    if args.data != "synthetic" and not os.path.exists(args.data):
-        p.error(f"--data {args.data}: no such file or folder. Download fer2013.csv from "
-                "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-"
-                "recognition-challenge/data into data/, pass --data PATH, or try --data synthetic")
-    if args.out:
-        own = os.path.dirname(os.path.abspath(args.resume)) if args.resume else None
-        held = [f for f in RUN_FILES if os.path.isfile(os.path.join(args.out, f))]
-        if held and os.path.abspath(args.out) != own:
-            how = "continue it with --resume " + os.path.join(args.out, "checkpoint.pth") \
-                if "checkpoint.pth" in held else "its checkpoint.pth is gone, so it cannot be continued"
-            p.error(f"--out {args.out} already holds a run ({', '.join(held)}): {how}, "
-                    "or choose another --out")
-
-
-# ------------------------------------------------------------------------------------------------------------
-# --resume: the checkpoint's configuration, and its state put back
-
-def resumed_args(args, p, argv):
-    """The checkpoint's own configuration, with only the flags given on this command line changed."""
-    if os.path.isdir(args.resume):
-        inside = os.path.join(args.resume, "checkpoint.pth")
-        p.error(f"--resume {args.resume}: a folder; " + (f"resume with --resume {inside}" if
-                os.path.isfile(inside) else "it holds no checkpoint.pth to resume"))
-    ckpt = read(args.resume)
-    config = {**vars(p.parse_args([])), **renamed(ckpt["config"])}  # flags newer than the run: defaults
-    for k in set(args.given) - {"resume"}:
-        if k in RESUME_FIXED and getattr(args, k) != config[k]:
-            flag = "--" + k.replace("_", "-")
-            p.error(f"--resume {args.resume}: the checkpoint trains with {flag} {config[k]}, "
-                    f"not {getattr(args, k)}; to change it, start a new run from its weights with --init")
-        config[k] = getattr(args, k)
-    config["resume"], config["given"] = args.resume, args.given
-    # config.json keeps the command that started the run and, after it, each one that continued it
-    config["resumed_with"] = config.get("resumed_with", []) + ["python train.py " + shlex.join(argv)]
-    if "out" not in args.given:
-        config["out"] = os.path.dirname(os.path.abspath(args.resume))
-    finished = os.path.exists(os.path.join(os.path.dirname(os.path.abspath(args.resume)), "last.pth"))
-    if ckpt["epoch"] >= config["epochs"] and finished:
-        p.error(f"--resume {args.resume}: the run has finished {ckpt['epoch']} epochs already; "
-                f"pass --epochs N with N > {ckpt['epoch']} to train on")
-    # a run stopped after its last epoch but before last.pth: the resume trains nothing and finishes it
-    return argparse.Namespace(**config)
 
 
 def renamed(config):
@@ -128,12 +218,12 @@ def renamed(config):
 
 def read(path):
     """checkpoint.pth, checked to be one train.py wrote."""
-    ckpt = inference.read_file(path)
+    ckpt = read_file(path)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "optimizer" not in ckpt:
-        raise inference.WeightsError(f"{path}: not a checkpoint.pth of train.py")
+        raise WeightsError(f"{path}: not a checkpoint.pth of train.py")
     wrong = [k for k, kind in CHECKPOINT_KINDS.items() if not isinstance(ckpt.get(k), kind)]
     if wrong:
-        raise inference.WeightsError(f"{path}: an incomplete or altered checkpoint.pth ({wrong[0]!r} is "
+        raise WeightsError(f"{path}: an incomplete or altered checkpoint.pth ({wrong[0]!r} is "
                                      f"{type(ckpt.get(wrong[0])).__name__}); resume from one that train.py "
                                      f"wrote")
     return ckpt
@@ -143,32 +233,37 @@ def check_same_data(ckpt, path, data_id, val_id, data_flag):
     """A run continues on the images it started on: other training images would make a different run, other
     validation images would mix two validation sets in its history and best epoch."""
     if ckpt.get("data_id") != data_id:
-        raise inference.WeightsError(f"{path}: the checkpoint was trained on other data than --data {data_flag}")
+        raise WeightsError(f"{path}: the checkpoint was trained on other data than --data {data_flag}")
     if ckpt.get("val_id", val_id) != val_id:  # checkpoints without val_id: not checked
-        raise inference.WeightsError(f"{path}: the checkpoint was validated on other images than --data "
+        raise WeightsError(f"{path}: the checkpoint was validated on other images than --data "
                                      f"{data_flag} gives; its history and best epoch would mix two "
                                      f"validation sets")
 
 
-def state(trainer, epoch, history, best_val_loss, data_id, val_id):
-    """Everything --resume needs. Under torchrun every rank calls it (it gathers each rank's augmentation
-    stream); rank 0 writes it."""
+def save(path, trainer, epoch, history, best_val_loss, data_id, val_id):
+    """Everything --resume needs, written to `path` by rank 0. Under torchrun every rank calls it: it gathers
+    each rank's augmentation stream."""
     augment_ranks = [trainer.aug_gen.get_state().cpu()]
     if trainer.world > 1:
         augment_ranks = [None] * trainer.world
         dist.all_gather_object(augment_ranks, trainer.aug_gen.get_state().cpu())
-    return {"config": vars(trainer.args), "device": trainer.device.type, "world": trainer.world,
+    state = {"config": vars(trainer.args), "device": trainer.device.type, "world": trainer.world,
             "epoch": epoch, "history": history, "best_val_loss": best_val_loss,
             "data_id": data_id, "val_id": val_id, "model": trainer.net.state_dict(),
             "optimizer": trainer.opt.state_dict(), "scheduler": trainer.sched.state_dict(),
             "scaler": trainer.scaler.state_dict(),
             "ema": trainer.ema_net.state_dict() if trainer.ema_net is not None else {},
             "ema_updates": trainer.ema.updates if trainer.ema else 0,
-            "rng": rng_state(trainer, augment_ranks)}
+             "rng": rng_state(trainer, augment_ranks)}
+    if trainer.rank == 0:
+        atomic_save(state, path)
 
 
-def restore(trainer, ckpt, path):
-    inference.load_state(trainer.net, ckpt["model"], path)
+def restore(trainer, ckpt, path, data_id, val_id):
+    """Puts a checkpoint back into a new Trainer: the run goes on as if it had never stopped. Returns the run's
+    history and its lowest validation loss so far."""
+    check_same_data(ckpt, path, data_id, val_id, trainer.args.data)
+    load_state(trainer.net, ckpt["model"], path)
     trainer.opt.load_state_dict(ckpt["optimizer"])
     trainer.sched.load_state_dict(ckpt["scheduler"])
     trainer.scaler.load_state_dict(ckpt["scaler"])
@@ -176,8 +271,9 @@ def restore(trainer, ckpt, path):
     set_rng_state(trainer, ckpt["rng"], ckpt.get("world", 1), ckpt.get("device", "another device"),
                   ckpt["epoch"], path)
     if trainer.ema_net is not None:
-        inference.load_state(trainer.ema_net, ckpt["ema"] or ckpt["model"], path)
+        load_state(trainer.ema_net, ckpt["ema"] or ckpt["model"], path)
         trainer.ema.updates = ckpt.get("ema_updates", 0)
+    return ckpt["history"], ckpt["best_val_loss"]
 
 
 def apply_resume_flags(args, opt, sched):
@@ -199,7 +295,6 @@ def apply_resume_flags(args, opt, sched):
         sched.patience = args.plateau_patience
 
 
-# ------------------------------------------------------------------------------------------------------------
 # The random streams: torch's, the epoch order's, each rank's augmentation, numpy's, the mixing draws, Python's
 # and CUDA's. Saved as tensors and plain numbers, so weights_only loading accepts them.
 
@@ -241,87 +336,3 @@ def set_rng_state(trainer, rng, saved_world, saved_device, epoch, path):
         torch.cuda.set_rng_state(rng["cuda"])
 
 
-# ------------------------------------------------------------------------------------------------------------
-# The run folder: its lock and name, and what it keeps of the run, each written atomically so an interrupted
-# run leaves the previous good file
-
-def claim(out):
-    """Marks `out` as this run's for as long as it trains: a second run into the same folder (two commands, or
-    two started in the same second) is refused instead of both writing the same files. The mark is an flock
-    on training.lock, which the system lifts when the process ends in any way (Ctrl-C, SIGTERM, SIGKILL, a
-    crash), so no claim outlives its run, and no other process that happens to reuse its number keeps it."""
-    os.makedirs(out, exist_ok=True)
-    lock = open(os.path.join(out, "training.lock"), "a+")
-    if fcntl is not None:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            pid = lock.read().strip() or "?"
-            lock.close()
-            raise files.OutputError(f"{out}: another training (process {pid}) is writing into it; wait "
-                                    f"for it or choose another --out") from None
-    lock.truncate(0)
-    lock.write(str(os.getpid()))
-    lock.flush()
-    return lock
-
-
-def release(lock):
-    os.remove(lock.name)  # before the lock goes: no second run can take a lock on a file about to vanish
-    lock.close()
-
-
-def default_out():
-    """runs/<timestamp>, with -2, -3 ... when another run took that second's name."""
-    stamp = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    out, n = stamp, 1
-    while os.path.exists(out):
-        n += 1
-        out = f"{stamp}-{n}"
-    return out
-
-
-def write_history(out, history):
-    lines = [",".join(HISTORY_COLUMNS)] + [
-        ",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
-        for row in history]
-    files.atomic_write(os.path.join(out, "history.csv"), "\n".join(lines) + "\n")
-
-
-def read_history(path):
-    """history.csv back into the rows write_history wrote."""
-    with open(path) as f:
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def plot_curves(out, history, trained_on_val=False):
-    """Loss, accuracy and learning rate per epoch, like the report's Figure 8. A run that trained on its
-    validation faces too (--train-on-val) gets its val line labelled as such and no "best" in the title: read
-    as a result, its 90% would mislead."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    ep = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(ep, [r["train_loss"] for r in history], label="train")
-    val_label = "val (trained on too)" if trained_on_val else "validation"
-    axes[0].plot(ep, [r["val_loss"] for r in history], label=val_label)
-    axes[0].set_title("Cross-entropy loss")
-    axes[1].plot(ep, [100 * r["train_acc"] for r in history], label="train")
-    axes[1].plot(ep, [100 * r["val_acc"] for r in history], label=val_label)
-    best = max(history, key=lambda r: r["val_acc"])
-    axes[1].set_title("Accuracy (val faces were training faces)" if trained_on_val else
-                      f"Accuracy (best val {100 * best['val_acc']:.2f}% @ {best['epoch']})")
-    axes[1].set_ylabel("%")
-    axes[2].plot(ep, [r["lr"] for r in history], color="tab:green")
-    axes[2].set_yscale("log")
-    axes[2].set_title("Learning rate")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    axes[1].legend()
-    fig.tight_layout()
-    files.atomic_write(os.path.join(out, "curves.png"), lambda t: fig.savefig(t, dpi=110))
-    plt.close(fig)

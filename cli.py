@@ -8,6 +8,7 @@ inside the code is not a UserError, so it still shows its traceback and gets rep
 import argparse
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -36,8 +37,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
-def parser(prog, doc):
-    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False)
+def parser(prog, doc, recipes=False):
+    """The script's flag parser. With recipes, `@FILE` on the command line stands for the flags in FILE
+    (read_recipes), and the usage line says so."""
+    usage = f"{prog} [@RECIPE ...] [flags]" if recipes else None
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False,
+                                usage=usage)
     # one line, not the usage block + message; under torchrun, said once (by rank 0), not once per process
     speaks = int(os.environ.get("RANK", 0)) == 0
 
@@ -90,6 +95,25 @@ def fast_amp(device):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return "bf16" if native else "off"
+
+
+def read_recipes(p, argv):
+    """argv with each `@FILE` replaced by the flags written in FILE (a recipe: recipes/*.txt), read as a shell
+    reads them; `#` starts a comment. Flags after it on the command line win, as any later flag does."""
+    out = []
+    for a in argv:
+        if not str(a).startswith("@"):
+            out.append(a)
+            continue
+        path = str(a)[1:]
+        try:
+            with open(path) as f:
+                out += shlex.split(f.read(), comments=True)
+        except (OSError, UnicodeDecodeError) as e:
+            p.error(f"{a}: cannot read this recipe file ({getattr(e, 'strerror', None) or type(e).__name__})")
+        except ValueError as e:  # an unclosed quote
+            p.error(f"{a}: not a recipe file ({e})")
+    return out
 
 
 def given_flags(argv):

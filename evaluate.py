@@ -69,13 +69,12 @@ def trained_on(net, path, splits):
     """Whether the weights were trained on these images: the training set's fingerprint that train.py
     stores in the weights (however the data's path was spelt, or where it was moved), else, for files from
     before it did, the path in their config."""
-    meta = getattr(net, "meta", {})
-    if meta.get("data_id"):
+    if net.trained["data_id"]:
         train = splits["train"]
         seen = (train, tuple(torch.cat([a, b]) for a, b in zip(train, splits["val"]))) if "val" in splits \
             else (train,)  # --train-on-val fingerprints both
-        return meta["data_id"] in [data.fingerprint(*s) for s in seen]
-    trained = (meta.get("config") or {}).get("data")
+        return net.trained["data_id"] in [data.fingerprint(*s) for s in seen]
+    trained = net.trained["data"]
     return trained is not None and path != "synthetic" and os.path.exists(path) and os.path.exists(trained) \
         and os.path.samefile(trained, path)
 
@@ -93,7 +92,13 @@ def predict_files(nets, args, device):
     names = files.unique_names(args.images, "_faces.png") if args.out else []
     for name in names:  # a photo named like another's output is never replaced by it
         files.check_writable(os.path.join(args.out, name), inputs=args.images)
+    unread = []
     for k, (path, grey, boxes, how, angles) in enumerate(faces.find_in_files(args.images)):
+        if grey is None:  # go on with the others; said again at the end
+            print(f"skipped {how}")
+            unread.append(how)
+            found.append({"file": str(path), "error": how})
+            continue
         probs = torch.from_numpy(faces.classify(grey, boxes, nets, device, args.tta, angles=angles))
         if how == "faces":
             print(f"{path}: {len(boxes)} face{'s' * (len(boxes) > 1)}")
@@ -116,6 +121,9 @@ def predict_files(nets, args, device):
     if args.json:
         files.write_json(args.json, {"images": found})
         print(f"wrote {args.json}")
+    if unread:
+        raise data.DataError(f"{len(unread)} of {len(args.images)} pictures could not be read, the rest were "
+                             f"answered: {unread[0]}{' ...' if len(unread) > 1 else ''}")
 
 
 def make_parser():
@@ -172,9 +180,10 @@ def main(argv=None):
         print(f"note: {args.data} has no splits and these weights were trained on it: scoring the 10% that "
               f"train.py held out (--split all scores every image)")
     split, images, labels = data.choose_split(splits, requested, args.data)
-    if ("val" in split.split("+") or split == "all") and any(net.meta.get("config", {}).get("train_on_val") for net in nets):
-        print(f"warning: {', '.join(args.weights)} trained on the validation images too (--train-on-val): "
-              f"its {split} figure is not held out and says nothing about new faces")
+    on_val = [w for w, net in zip(args.weights, nets) if net.trained["train_on_val"]]
+    if on_val and ("val" in split.split("+") or split == "all"):
+        print(f"warning: {', '.join(on_val)} trained on the validation images too (--train-on-val): "
+              f"the {split} figure is not held out and says nothing about new faces")
     m = metrics(labels, inference.predict_proba(nets, images, device, args.tta, progress=True))
     title = f"{' + '.join(os.path.basename(w) for w in args.weights)} on {splits.title(split)}" \
             f"{' (TTA)' if args.tta else ''}"

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+import checkpoint
 import cli
 import data
 import files
-import inference
 
 INPUT, OUTPUT = "pixels", "probabilities"
 
@@ -63,9 +63,11 @@ def export(nets, weights, path):
             warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(module, (example,), tmp, dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
                               dynamic_shapes=({0: torch.export.Dim("faces")},), verbose=False)
-        graph = onnx.load(tmp)
+        graph = onnx.load(tmp)  # with its weights, which the exporter may have put in TMP.data beside it
         onnx.helper.set_model_props(graph, metadata(weights))
-        onnx.save(graph, tmp)
+        onnx.save(graph, tmp)  # one file: the weights inside it
+        if os.path.exists(tmp + ".data"):
+            os.remove(tmp + ".data")
 
     files.atomic_write(path, write)
     return module
@@ -124,7 +126,7 @@ def main(argv=None):
         raise cli.UserError(f"needs {e.name}, an optional extra: pip install -r requirements-export.txt") \
             from None
     files.check_writable(args.out, inputs=[*args.weights, args.data])
-    nets = [inference.load_weights(w)[0] for w in args.weights]  # fp32 on the CPU: the file runs anywhere
+    nets = [checkpoint.load_weights(w)[0] for w in args.weights]  # fp32 on the CPU: the file runs anywhere
     module = export(nets, args.weights, args.out)
     splits = data.load(args.data, n_synthetic=700)
     _, images, _ = data.choose_split(splits, "val", args.data)

@@ -2,7 +2,7 @@
 
 FER2013's faces are tight, square, upright crops, 48x48 grey, with a little margin around the face. A face
 found in a photo is cut the same way: the square around the detector's box, widened by MARGIN on each side,
-grey (the same luminance as data.read_image), resized to 48x48 with area averaging.
+grey (the same luminance as readers.read_image), resized to 48x48 with area averaging.
 
 Two face finders, both optional extras; everything else in this project works without them. MTCNN (mtcnn.py,
 its weights from `pip install --no-deps facenet-pytorch==2.6.0`) finds more faces with fewer false ones and is
@@ -18,6 +18,7 @@ import torch
 import data
 import inference
 import mtcnn
+import readers
 
 INSTALL = f"pip install -r requirements-faces.txt (OpenCV), and for better finding {mtcnn.INSTALL} (MTCNN)"
 SMALL = 96  # an image this size or smaller is taken as a face crop already (FER2013's are 48x48)
@@ -149,10 +150,15 @@ def classify(grey, boxes, nets, device="cpu", tta=False, autocast=False, angles=
 def find_in_files(paths, detector=None):
     """(path, grey, boxes, how, angles) for each image file, as find() gives them. The detector is built once, when
     the first picture too big to be a crop needs it; with none installed those pictures are classified
-    whole."""
+    whole. A file that cannot be read comes back with grey None and `how` saying why, so the work goes on past
+    it."""
     tried = detector is not None
     for path in paths:
-        grey = data.read_grey(path)
+        try:
+            grey = readers.read_grey(path)
+        except readers.DataError as e:
+            yield path, None, np.zeros((0, 4), np.int64), str(e), np.zeros(0)
+            continue
         if max(grey.shape) > SMALL and not tried:
             detector, tried = best_detector(), True
         yield (path, grey, *find(grey, detector))
@@ -174,6 +180,12 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
     and "probabilities" (class -> probability, the seven summing to 1). A picture of 96 px or less is taken
     as one face crop; a picture with no face found gives []; with no face finder installed a picture is taken
     whole (INSTALL says how to install one). `detector`: a face finder to use (default: the best installed)."""
+    if isinstance(nets, torch.nn.Module):
+        nets = [nets]
+    if not isinstance(nets, (list, tuple)) or not nets or not all(isinstance(n, torch.nn.Module) for n in nets):
+        raise TypeError(f"nets: a list of networks, as inference.load_nets(['weights/resnet.pth'], 'cpu') gives "
+                        f"(several make an ensemble), not {type(nets).__name__}"
+                        f"{' of ' + type(nets[0]).__name__ if isinstance(nets, (list, tuple)) and nets else ''}")
     grey = as_grey(image)
     if detector is None and max(grey.shape) > SMALL:
         if not _shared:
@@ -186,18 +198,22 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
 
 
 def as_grey(image):
-    """A path, a numpy array or a PIL image as uint8 grey [H, W], read as data.read_grey reads files."""
+    """A path, a numpy array or a PIL image as uint8 grey [H, W], read as readers.read_grey reads files."""
     from PIL import Image
     if isinstance(image, (str, os.PathLike)):
-        return data.read_grey(str(image))
+        return readers.read_grey(str(image))
     if isinstance(image, np.ndarray):
-        if image.ndim == 2 and image.dtype == np.uint8:
+        if image.ndim == 2 and image.dtype == np.uint8 and min(image.shape) > 0:
             return image
-        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))) or min(image.shape[:2]) < 1:
             raise ValueError(f"an image array is [H, W] grey or [H, W, 3] colour, not {list(image.shape)}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"an image array holds uint8 pixels (0-255), not {image.dtype}: "
+                             f"np.clip(a, 0, 255).astype(np.uint8) makes one")
         image = Image.fromarray(image)
-    if isinstance(image, Image.Image):
-        return data.grey_of(image)
+    if isinstance(image, Image.Image):  # upright as its EXIF tag says, as a file by its path is read
+        from PIL import ImageOps
+        return readers.grey_of(ImageOps.exif_transpose(image))
     raise TypeError(f"an image is a path, a numpy array or a PIL image, not {type(image).__name__}")
 
 
@@ -226,13 +242,13 @@ def label_faces(rgb, boxes, texts):
 
 
 def read_rgb(path):
-    """The picture in colour, upright as data.read_grey turns it, for drawing on. Deep grey (16-bit, float)
-    is scaled as data.read_grey scales it: Pillow's convert("RGB") would clip it to white."""
+    """The picture in colour, upright as readers.read_grey turns it, for drawing on. Deep grey (16-bit, float)
+    is scaled as readers.read_grey scales it: Pillow's convert("RGB") would clip it to white."""
     from PIL import Image, ImageOps
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # as data.read_grey
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # as readers.read_grey
         im = Image.open(path)
     with im:
-        if im.mode in data.DEEP_GREY:
-            return np.repeat(data.read_grey(path)[..., None], 3, axis=2)
+        if im.mode in readers.DEEP_GREY:
+            return np.repeat(readers.read_grey(path)[..., None], 3, axis=2)
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))

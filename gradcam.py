@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import checkpoint
 import cli
 import data
 import faces
@@ -169,7 +170,7 @@ def main(argv=None):
         p.error(f"--out {args.out}: name an image file ({', '.join(IMAGE_FORMATS)})")
     device = cli.pick_device(args.device)
     files.check_writable(args.out, inputs=[args.weights, args.data, *(args.images or [])])
-    net, name = inference.load_weights(args.weights, device)
+    net, name = checkpoint.load_weights(args.weights, device)
     if not args.layer and name not in model.TARGET_LAYERS:
         p.error(f"{args.weights} holds a {name!r} network, which has no convolutional layer to explain")
     layer = args.layer or model.TARGET_LAYERS[name]
@@ -181,6 +182,9 @@ def main(argv=None):
         crops, titles = [], []
         for path, grey, boxes, how, angles in faces.find_in_files(args.images):
             name = os.path.basename(path)[:18]
+            if grey is None:
+                print(f"skipped {how}")
+                continue
             if how == "no face found":
                 print(f"{path}: no face found")
             crops += list(faces.cut(grey, boxes, angles))

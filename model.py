@@ -5,7 +5,7 @@ Kaiming-normal init. One change: it returns logits. The report ended in a Softma
 CrossEntropyLoss, which applies log-softmax again; the double softmax squashes the gradients and slows
 learning, so the Softmax is gone (predictions are the same argmax; train.py --double-softmax puts it back).
 
-Weights files, loading and prediction live in inference.py; this file needs only torch.
+Weights files live in checkpoint.py, prediction in inference.py; this file needs only torch.
 
     python model.py [--model NAME]      the layer table with output shapes and parameter counts
 """

@@ -10,12 +10,16 @@ answers over the video. A frame or a photo stays in this process's memory while 
 written to disk. The server listens on 127.0.0.1 (this machine only) unless --host says otherwise. It uses only
 the standard library's HTTP server; finding faces needs OpenCV or MTCNN (requirements-faces.txt).
 """
+import errno
 import io
+import ipaddress
 import json
 import os
+import socket
 import sys
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -28,6 +32,7 @@ import faces
 import gradcam
 import inference
 import model
+import readers
 import tracking
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.html")
@@ -36,6 +41,9 @@ MAX_PIXELS = 40_000_000  # a larger picture is refused before it is decoded
 WORKERS = 2  # requests answered at once; more wait up to BUSY_WAIT, then get 503 (the page stays live)
 BUSY_WAIT = 5.0  # seconds
 SESSIONS = 16  # cameras followed at once (a tracker each); the oldest is forgotten
+MAX_CONNECTIONS = 32  # connections held at once; one more is answered 503 and closed
+REQUEST_TIMEOUT = 20.0  # seconds a connection may stall mid-request before it is closed
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Refused(Exception):
@@ -78,13 +86,15 @@ class Emotions:
         """A camera frame: the faces followed in this session, with smoothed probabilities (camera.py's)."""
         if self.detector is None:
             raise Refused(501, f"no face finder is installed on the server: {faces.INSTALL}")
-        tracker = self.tracker(session)
-        boxes = tracker.boxes(grey)
-        with self.nets_lock:
-            probs = faces.classify(grey, boxes, self.nets, self.device, autocast=self.amp)
-        shown = tracker.classified(probs)
+        tracker, lock = self.tracker(session)
+        with lock:  # a session's frames are followed one at a time, in the order they come
+            boxes = tracker.boxes(grey)
+            with self.nets_lock:
+                probs = faces.classify(grey, boxes, self.nets, self.device, autocast=self.amp)
+            shown = tracker.classified(probs)
+            ids = tracker.ids
         return {"width": grey.shape[1], "height": grey.shape[0],
-                "faces": [face(box, p, track) for box, p, track in zip(boxes, shown, tracker.ids)]}
+                "faces": [face(box, p, track) for box, p, track in zip(boxes, shown, ids)]}
 
     def tracker(self, session):
         import cv2
@@ -92,7 +102,7 @@ class Emotions:
             if session not in self.trackers:
                 if len(self.trackers) >= SESSIONS:
                     self.trackers.pop(next(iter(self.trackers)))
-                self.trackers[session] = tracking.Tracker(cv2, self.detector)
+                self.trackers[session] = tracking.Tracker(cv2, self.detector), threading.Lock()
             return self.trackers[session]
 
     def photo(self, grey):
@@ -108,6 +118,8 @@ class Emotions:
         boxes, _, angles = faces.find(grey, self.photo_detector)
         try:
             k = int(query.get("face", ["0"])[0])
+            if k < 0:
+                raise IndexError
             box, angle = boxes[k], angles[k]
         except (ValueError, IndexError):
             raise Refused(400, f"no face {query.get('face', ['0'])[0]} in this picture "
@@ -142,14 +154,19 @@ def decode(body):
     from PIL import Image, ImageOps
     if not body:
         raise Refused(400, "no picture in the request")
+    too_large = f"the picture is too large; at most {MAX_PIXELS // 10 ** 6} megapixels"
     try:
-        im = Image.open(io.BytesIO(body))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by its size
+            im = Image.open(io.BytesIO(body))
         if im.width * im.height > MAX_PIXELS:
             raise Refused(413, f"the picture is {im.width}x{im.height}; at most {MAX_PIXELS // 10 ** 6} "
                                f"megapixels")
-        return data.grey_of(ImageOps.exif_transpose(im))
+        return readers.grey_of(ImageOps.exif_transpose(im))
     except Refused:
         raise
+    except Image.DecompressionBombError:
+        raise Refused(413, too_large) from None
     except Exception:  # noqa: BLE001  Pillow's many kinds of "not a picture I can read"
         raise Refused(400, "not a picture (a JPEG, PNG, GIF, BMP, TIFF or WebP file)") from None
 
@@ -157,35 +174,109 @@ def decode(body):
 def make_handler(emotions):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = REQUEST_TIMEOUT  # a stalled request holds its thread this long at most
 
         def do_GET(self):
-            if urlparse(self.path).path not in ("/", "/index.html"):
-                return self.send(404, "text/plain", b"not found\n")
+            try:
+                self.check_host()
+                if urlparse(self.path).path not in ("/", "/index.html"):
+                    raise Refused(404, f"no such address: {urlparse(self.path).path}")
+            except Refused as e:
+                return self.refuse(e)
             with open(PAGE, "rb") as f:
                 self.send(200, "text/html; charset=utf-8", f.read())
 
         def do_POST(self):
             url = urlparse(self.path)
             try:
+                self.check_host()
+                self.check_origin()
                 if url.path not in ("/frame", "/photo", "/gradcam"):
                     raise Refused(404, f"no such address: {url.path}")
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_UPLOAD:
-                    self.close_connection = True  # the body is not read: the connection cannot be reused
-                    raise Refused(413, f"the upload is {length / 2 ** 20:.0f} MB; at most "
-                                       f"{MAX_UPLOAD // 2 ** 20} MB")
-                kind, answer = emotions.answer(url.path, self.rfile.read(length), parse_qs(url.query))
+                kind, answer = emotions.answer(url.path, self.body(), parse_qs(url.query))
                 self.send(200, kind, answer.encode() if isinstance(answer, str) else answer)
             except Refused as e:
-                self.send(e.status, "application/json", json.dumps({"error": str(e)}).encode())
+                self.refuse(e)
+
+        def other_method(self):
+            self.refuse(Refused(405, f"{self.command} is not answered here: GET the page, POST a picture"))
+        do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = other_method
+
+        def check_host(self):
+            """DNS rebinding: a page of another site that renamed its address to this machine still sends its
+            own name as Host. Only the names this server is reached by are answered."""
+            host = self.headers.get("Host", "")
+            if not self.server.serves(host):
+                raise Refused(403, f"this server answers requests addressed to {self.server.url()}, not to "
+                                   f"{host or 'no Host'}")
+
+        def check_origin(self):
+            """A page of another site can make a browser POST here; the browser then says which page asks
+            (Origin, or Referer). Programs that send neither (curl, apps) are not browsers' pages."""
+            origin = self.headers.get("Origin")
+            if origin is None and self.headers.get("Referer"):
+                parts = urlparse(self.headers["Referer"])
+                origin = f"{parts.scheme}://{parts.netloc}"
+            if origin is not None and origin != f"http://{self.headers.get('Host', '')}":
+                raise Refused(403, f"requests from another page ({origin}) are refused: open "
+                                   f"{self.server.url()} itself")
+
+        def body(self):
+            """The request's bytes, read only within a valid Content-Length of at most MAX_UPLOAD."""
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self.close_connection = True
+                raise Refused(411, "send the picture with a Content-Length, not in chunks")
+            length = self.content_length()
+            body = self.rfile.read(length)
+            if len(body) < length:
+                self.close_connection = True
+                raise Refused(400, f"the upload ended after {len(body)} of its {length} bytes")
+            return body
+
+        def content_length(self):
+            text = self.headers.get("Content-Length")
+            if text is None:
+                self.close_connection = True
+                raise Refused(411, "a Content-Length is required")
+            if not text.strip().isdigit():
+                self.close_connection = True  # the body is not read: the connection cannot be reused
+                raise Refused(400, f"Content-Length {text[:20]!r} is not a size in bytes")
+            length = int(text)
+            if length > MAX_UPLOAD:
+                self.close_connection = True
+                raise Refused(413, f"the upload is {length / 2 ** 20:.0f} MB; at most {MAX_UPLOAD // 2 ** 20} MB")
+            return length
+
+        def handle_expect_100(self):
+            """Expect: 100-continue asks before sending the body: a body too large is refused before it comes."""
+            try:
+                self.check_host()
+                self.check_origin()
+                self.content_length()
+            except Refused as e:
+                self.refuse(e)
+                return False
+            return super().handle_expect_100()
+
+        def send_error(self, code, message=None, explain=None):
+            """The standard library's own refusals (a request line or header too long, a bad request) as one
+            line of JSON too."""
+            self.close_connection = True
+            self.refuse(Refused(code, message or self.responses.get(code, ("refused",))[0]))
+
+        def refuse(self, e):
+            self.send(e.status, "application/json", json.dumps({"error": str(e)}).encode())
 
         def send(self, status, kind, body):
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def log_message(self, *args):  # one line per request would drown the terminal at 10 frames/s
             pass
@@ -194,7 +285,60 @@ def make_handler(emotions):
 
 
 class Server(ThreadingHTTPServer):
+    """The HTTP server, over IPv4 or IPv6 as --host is, holding at most MAX_CONNECTIONS connections, and
+    knowing the names it is reached by."""
     daemon_threads = True
+
+    def __init__(self, address, handler):
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+        self.held, self.held_lock = 0, threading.Lock()
+
+    def url(self):
+        host, port = self.server_address[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+
+    def serves(self, host):
+        """Whether a request's Host names this server: a loopback name on a loopback server; on every
+        network (0.0.0.0), also an address literal or this machine's own name."""
+        name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+        name = name.strip("[]").lower()
+        if port != str(self.server_address[1]):
+            return False
+        if name in LOOPBACK:
+            return True
+        bound = self.server_address[0]
+        if bound in LOOPBACK or bound.startswith("127."):
+            return name == bound
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return name in (socket.gethostname().lower(), socket.getfqdn().lower())
+
+    def process_request(self, request, client_address):
+        with self.held_lock:
+            full = self.held >= MAX_CONNECTIONS
+            self.held += not full
+        if full:
+            try:
+                body = json.dumps({"error": "too many connections at once; try again in a moment"}).encode()
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.held_lock:
+                self.held -= 1
 
     def handle_error(self, request, client_address):
         if isinstance(sys.exc_info()[1], ConnectionError):
@@ -224,14 +368,16 @@ def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
     device = cli.pick_device(args.device)
+    if not args.host.strip():
+        p.error("--host '': name the address to listen on (127.0.0.1, or 0.0.0.0 for every network)")
     try:
         server = make_server(args.weights, args.host, args.port, device)
     except OSError as e:
-        raise cli.UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port") \
-            from None
-    host, port = server.server_address[:2]
-    print(f"open http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port} in your browser (Ctrl-C stops)",
-          flush=True)
+        taken = e.errno in (errno.EADDRINUSE, errno.EACCES)
+        raise cli.UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); "
+                            + ("try another --port" if taken else f"--host {args.host} is not an address of "
+                               "this machine (127.0.0.1, ::1, 0.0.0.0, or one of its networks')")) from None
+    print(f"open {server.url()} in your browser (Ctrl-C stops)", flush=True)
     t0 = time.time()
     try:
         server.serve_forever()

@@ -2,11 +2,11 @@
 random pose, scale, lighting and noise. Learnable, but not from any single pixel; the tests and `--data
 synthetic` use them, so nothing here needs FER2013.
 
-    python data.py --synthetic faces.csv --n 2000      such a set as a Kaggle-style CSV
+    python tools/explore.py --synthetic faces.csv --n 2000      such a set as a Kaggle-style CSV
 """
 import numpy as np
 
-import data
+from readers import CLASSES, SIZE
 
 # Per class: mouth curve (+ smiles), mouth opening, mouth width, brow height, brow tilt (+ inner end up),
 # eye opening
@@ -29,14 +29,14 @@ FEATURE_SPREAD = np.array([0.07, 0.02, 0.03, 0.02, 0.11, 0.07], dtype=np.float32
 def synthetic_faces(n, seed=0):
     """n faces (uint8 [n, 48, 48]) with balanced labels, deterministic given the seed."""
     rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % len(data.CLASSES))
+    labels = rng.permutation(np.arange(n) % len(CLASSES))
     feats = FEATURES[labels] + rng.normal(0, 1, FEATURES[labels].shape).astype(np.float32) * FEATURE_SPREAD
     angle = rng.uniform(-0.15, 0.15, n)
     scale = rng.uniform(0.85, 1.15, n)
     shift = rng.uniform(-0.08, 0.08, (n, 2))
-    g = np.linspace(-1, 1, data.SIZE, dtype=np.float32)
+    g = np.linspace(-1, 1, SIZE, dtype=np.float32)
     gy, gx = np.meshgrid(g, g, indexing="ij")
-    images = np.empty((n, data.SIZE, data.SIZE), np.uint8)
+    images = np.empty((n, SIZE, SIZE), np.uint8)
     for lo in range(0, n, 512):  # chunks keep the float work a few MB
         s = slice(lo, min(n, lo + 512))
         c, si = np.cos(angle[s])[:, None, None], np.sin(angle[s])[:, None, None]

@@ -17,6 +17,18 @@ import synthetic  # noqa: E402
 
 # FER2013 where a user puts it (the README), else the copy beside the project (Training + PublicTest rows).
 FER2013 = [os.path.join(ROOT, "data", "fer2013.csv"), os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")]
+# The optional extras (requirements-faces.txt): a test that needs one skips without it and says which.
+def opencv_installed():
+    import faces
+    try:
+        faces.opencv()  # OpenCV with its Haar cascades (5.x ships none)
+    except data.DataError:
+        return False
+    return True
+
+
+HAS_OPENCV = opencv_installed()
+needs_opencv = pytest.mark.skipif(not HAS_OPENCV, reason="OpenCV (requirements-faces.txt) is not installed")
 # A short, quick recipe: the report's network on 2,400 synthetic faces, in small batches so that it takes
 # enough steps.
 QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]

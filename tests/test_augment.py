@@ -123,7 +123,7 @@ def make_trainer(extra=(), n=280):
     x, y = synthetic.synthetic_faces(n, seed=0)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     splits = {"train": (x, y), "val": (x[:70], y[:70])}
-    args = train.make_parser().parse_args(["--data", "synthetic", "--device", "cpu", *extra])
+    args = train.parse_args(["--data", "synthetic", "--device", "cpu", *extra])[0]
     return train.Trainer(args, splits, torch.device("cpu")), splits
 
 

@@ -161,7 +161,7 @@ def test_synthetic_classes_differ_by_features_a_linear_model_can_partly_see():
 
 def test_cli_writes_synthetic_kaggle_csv_that_loads_back(tmp_path):
     out = tmp_path / "syn.csv"
-    r = run_script("data.py", "--synthetic", out, "--n", 200)
+    r = run_script("tools/explore.py", "--synthetic", out, "--n", 200)
     assert r.returncode == 0, r.stderr
     splits = data.load(str(out))
     assert sum(len(v[1]) for v in splits.values()) == 200 and set(splits) == {"train", "val", "test"}
@@ -171,7 +171,7 @@ def test_cli_writes_synthetic_kaggle_csv_that_loads_back(tmp_path):
 
 
 def test_cli_explores_a_data_set(tmp_path):
-    r = run_script("data.py", "synthetic", "--out", tmp_path)
+    r = run_script("tools/explore.py", "synthetic", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     assert "surprise" in r.stdout and "total" in r.stdout
     assert (tmp_path / "distribution.png").stat().st_size > 5000

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+import distributed
 import train
 from conftest import ROOT
 
@@ -37,7 +38,7 @@ def test_the_ranks_batches_together_are_the_one_process_batch(world):
     order = torch.randperm(1000)
     bs = 40
     for step in range(1000 // bs):
-        pieces = [train.rank_batch(order, step, bs, rank, world) for rank in range(world)]
+        pieces = [distributed.rank_batch(order, step, bs, rank, world) for rank in range(world)]
         assert all(len(p) == bs // world for p in pieces)
         assert torch.equal(torch.cat(pieces), order[step * bs:(step + 1) * bs])
 

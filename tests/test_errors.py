@@ -1,12 +1,16 @@
 """Bad input ends in one line on stderr naming the file/row/flag, and a non-zero exit: 2 for usage, 1 for
 data."""
 import gzip
+import json
+import os
 
 import pytest
+from PIL import Image
 
+import checkpoint
 import data
-import inference
 import model
+import synthetic
 from conftest import one_line, run_script
 
 GOOD_PIXELS = " ".join(["128"] * 2304)
@@ -86,7 +90,7 @@ def test_bad_flags_are_usage_errors(flags, needle):
 
 
 def test_evaluate_refuses_a_split_the_data_does_not_have(tmp_path):
-    inference.save_weights(tmp_path / "w.pth", model.build("resnet"), "resnet")
+    checkpoint.save_weights(tmp_path / "w.pth", model.build("resnet"), "resnet")
     train_only = tmp_path / "train.csv"
     write(train_only, "emotion,pixels\n" + "\n".join(f"{k % 7},{GOOD_PIXELS}" for k in range(30)) + "\n")
     one_line(run_script("evaluate.py", "--weights", tmp_path / "w.pth", "--data", train_only, "--split", "test"),
@@ -104,7 +108,23 @@ def test_bad_weights_files_are_one_line(tmp_path, script):
 
 
 def test_an_unreadable_image_for_prediction_is_one_line(tmp_path):
-    inference.save_weights(tmp_path / "w.pth", model.build("resnet"), "resnet")
+    checkpoint.save_weights(tmp_path / "w.pth", model.build("resnet"), "resnet")
     (tmp_path / "me.jpg").write_text("not an image")
     one_line(run_script("evaluate.py", "--weights", tmp_path / "w.pth", "--images", tmp_path / "me.jpg"), 1,
                    "me.jpg", "unreadable image")
+
+
+def test_one_broken_picture_among_many_is_named_and_the_rest_are_answered(tmp_path):
+    checkpoint.save_weights(tmp_path / "w.pth", model.build("mlp"), "mlp")
+    good = []
+    for k in range(3):
+        Image.fromarray(synthetic.synthetic_faces(3, seed=k)[0][0]).save(tmp_path / f"{k}.png")
+        good.append(tmp_path / f"{k}.png")
+    (tmp_path / "broken.jpg").write_text("not an image")
+    r = run_script("evaluate.py", "--weights", tmp_path / "w.pth", "--images", good[0], tmp_path / "broken.jpg",
+                   *good[1:], "--json", tmp_path / "faces.json", "--out", tmp_path / "marked")
+    one_line(r, 1, "1 of 4 pictures could not be read", "broken.jpg: unreadable image")
+    found = json.load(open(tmp_path / "faces.json"))["images"]
+    assert [os.path.basename(f["file"]) for f in found] == ["0.png", "broken.jpg", "1.png", "2.png"]
+    assert "unreadable image" in found[1]["error"] and all(len(f["faces"]) == 1 for f in found if "error" not in f)
+    assert sorted(os.listdir(tmp_path / "marked")) == ["0_faces.png", "1_faces.png", "2_faces.png"]

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import augment
+import checkpoint
 import data
 import evaluate
 import gradcam
@@ -71,7 +72,7 @@ def test_tta_views_are_ten_and_an_ensemble_averages(weights):
     assert len(views) == 10 and all(v.shape == x.shape for v in views)
     assert torch.equal(views[0], x) and torch.equal(views[5], x.flip(-1))
     assert all(not torch.allclose(v, x, atol=1e-3) for v in views[1:5])  # four warps, none the identity
-    net, _ = inference.load_weights(str(weights))
+    net, _ = checkpoint.load_weights(str(weights))
     images = torch.from_numpy(synthetic.synthetic_faces(20, seed=3)[0])
     one = inference.predict_proba([net], images, "cpu")
     two = inference.predict_proba([net, net], images, "cpu")
@@ -108,16 +109,16 @@ def test_tta_resamples_each_network_as_it_trained(weights, tmp_path):
     """A network trained with --interpolation nearest sees its TTA views resampled nearest (views resampled
     the other way cost 2-3 points: docs/results.md); files whose configuration names none (from before the
     flag, or from elsewhere) read bilinear; in an ensemble each network sees its own views, equally weighted."""
-    net, name = inference.load_weights(str(weights))
-    assert inference.trained_interpolation(net) == "nearest"  # the shared run ran the default
-    assert inference.trained_interpolation(model.build(name)) == "bilinear"  # no file, no configuration
-    blurred_meta = {**net.meta, "config": {**net.meta["config"], "interpolation": "bilinear"}}
-    inference.save_weights(tmp_path / "bilinear.pth", net, name, meta=blurred_meta)
-    blurred, _ = inference.load_weights(str(tmp_path / "bilinear.pth"))
-    assert inference.trained_interpolation(blurred) == "bilinear"
-    for odd in ({"config": "not a dict"}, {"config": {"interpolation": "cubic"}}):  # someone else's meta
-        inference.save_weights(tmp_path / "odd.pth", net, name, meta=odd)
-        assert inference.trained_interpolation(inference.load_weights(str(tmp_path / "odd.pth"))[0]) == "bilinear"
+    net, name = checkpoint.load_weights(str(weights))
+    assert net.trained["interpolation"] == "nearest"  # the shared run ran the default
+    checkpoint.save_weights(tmp_path / "bilinear.pth", net, name, {**net.trained, "interpolation": "bilinear"})
+    blurred, _ = checkpoint.load_weights(str(tmp_path / "bilinear.pth"))
+    assert blurred.trained["interpolation"] == "bilinear"
+    checkpoint.save_weights(tmp_path / "plain.pth", net, name)  # a file that does not say
+    assert checkpoint.load_weights(str(tmp_path / "plain.pth"))[0].trained["interpolation"] == "bilinear"
+    for odd in ({"config": "not a dict"}, {"config": {"interpolation": "cubic"}}):  # format 1, someone else's
+        torch.save({"model": name, "state_dict": net.state_dict(), "meta": odd}, tmp_path / "odd.pth")
+        assert checkpoint.load_weights(str(tmp_path / "odd.pth"))[0].trained["interpolation"] == "bilinear"
 
     images = torch.from_numpy(synthetic.synthetic_faces(20, seed=3)[0])
     x = next(data.batches(images, 512, "cpu"))
@@ -162,7 +163,7 @@ def test_evaluate_images_prints_the_top_three_emotions(weights, tmp_path):
 
 @pytest.fixture(scope="module")
 def net(weights):
-    return inference.load_weights(str(weights))[0]
+    return checkpoint.load_weights(str(weights))[0]
 
 
 def batch(n=4, seed=2):
@@ -196,7 +197,7 @@ def test_gradcam_matches_captum_where_it_is_installed(shipped):
     """An implementation we did not write: captum's LayerGradCam. captum is a test-only tool that .ci/run
     installs (`pip install --no-deps captum==0.9.0`); elsewhere this skips."""
     captum = pytest.importorskip("captum.attr")
-    net, name = inference.load_weights(f"{ROOT}/weights/{shipped}")
+    net, name = checkpoint.load_weights(f"{ROOT}/weights/{shipped}")
     layer, x = model.TARGET_LAYERS[name], batch(16, seed=4)
     maps, logits = gradcam.gradcam(net, x, layer)
     assert (maps.flatten(1).amax(1) > 0).sum() >= 8  # maps with something in them, or agreeing says little

@@ -3,10 +3,13 @@ onnxruntime, says what it takes and returns, and the lines for an app in docs/ex
 import builtins
 import re
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
+import checkpoint
 import data
 import export
 import inference
@@ -25,7 +28,7 @@ def nets(tmp_path_factory):
         net = model.build("mlp")
         with torch.no_grad():
             model.output_layer(net).weight.normal_(0, 0.05)  # not the zero start: answers that differ
-        inference.save_weights(folder / f"m{seed}.pth", net, "mlp")
+        checkpoint.save_weights(folder / f"m{seed}.pth", net, "mlp")
         paths.append(folder / f"m{seed}.pth")
     return paths
 
@@ -74,3 +77,14 @@ def test_without_the_extras_it_says_what_to_install(tmp_path, nets, monkeypatch)
     one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "x.onnx"), 1,
              "pip install -r requirements-export.txt")
     one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "x.pt"), 2, "name an .onnx file")
+
+
+def test_an_export_leaves_only_its_file(tmp_path):
+    """The exporter puts a network's weights in a TMP.data file beside its graph (15-49 MB for the shipped
+    networks); export.py writes one self-contained file and leaves nothing beside it."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    checkpoint.save_weights(tmp_path / "r.pth", model.build("resnet"), "resnet")
+    r = run_here(export, "--weights", tmp_path / "r.pth", "--out", tmp_path / "out" / "r.onnx")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(tmp_path / "out") == ["r.onnx"]

@@ -2,12 +2,14 @@
 face), evaluate.py / gradcam.py / camera.py on photos and a video the tests make, and the real detector on
 FER2013 faces pasted into scenes when ../shared is there."""
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import checkpoint
 import data
 import faces
 import inference
@@ -16,14 +18,8 @@ import mtcnn
 import synthetic
 import tracking
 from tools import measure_faces
-from conftest import one_line, run_main
+from conftest import needs_opencv, one_line, run_main
 
-HAS_OPENCV = True
-try:
-    faces.opencv()
-except data.DataError:
-    HAS_OPENCV = False
-needs_opencv = pytest.mark.skipif(not HAS_OPENCV, reason="OpenCV (requirements-faces.txt) is not installed")
 
 
 class StandIn:
@@ -54,7 +50,7 @@ def face():
 def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "resnet.pth"
     torch.manual_seed(0)
-    inference.save_weights(path, model.build("resnet"), "resnet")
+    checkpoint.save_weights(path, model.build("resnet"), "resnet")
     return path
 
 
@@ -146,6 +142,14 @@ def test_one_call_from_a_picture_to_its_faces_and_emotions(face, weights):
     assert faces.emotions(face, nets)[0]["box"] == (0, 0, 48, 48)  # a crop already
     with pytest.raises(TypeError, match="a path, a numpy array or a PIL image"):
         faces.emotions(42, nets)
+    assert faces.emotions(face, nets[0]) == faces.emotions(face, nets)  # one network is an ensemble of one
+    for wrong in ([], [weights], "weights/resnet.pth"):  # what load_nets gives, not what it reads
+        with pytest.raises(TypeError, match="nets: a list of networks, as inference.load_nets"):
+            faces.emotions(face, wrong)
+    for odd, words in ((face.astype(np.float64), "uint8 pixels"), (np.zeros((0, 5), np.uint8), "[0, 5]"),
+                       (np.zeros((4, 4, 2), np.uint8), "[4, 4, 2]")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            faces.emotions(odd, nets)
 
 
 def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkeypatch, face, weights):
@@ -224,6 +228,36 @@ def test_between_detections_a_moving_face_keeps_its_box_and_its_smoothed_label(f
     for k in range(1, 6):
         expected = tracking.SMOOTH * expected + (1 - tracking.SMOOTH) * (a if k < 3 else b)
     assert np.allclose(shown[0], expected)  # one track throughout: the average spans the detection at frame 3
+
+
+@needs_opencv
+@pytest.mark.parametrize("step", [0, 5])
+def test_a_box_taller_than_wide_stays_on_a_still_or_moving_face_between_detections(face, step):
+    """Face finders give boxes of any proportions; the box followed between detections keeps the detected
+    box's place on the face (a square template of a tall box slid it 28 px down on 4 frames of 5)."""
+    import cv2
+    where = {}
+
+    def detect(small):  # the finder's box: as wide as the face, a fifth taller
+        return np.array([[where["x"] // 2, 15, 72, 90]])
+
+    tracker = tracking.Tracker(cv2, detect, every=5, scale=0.5)
+    for k in range(10):
+        where["x"] = 20 + step * k
+        (x, y, w, h), = tracker.boxes(scene_with(face, where["x"], 30))
+        assert (w, h) == (144, 180) and abs(x - where["x"]) <= 3 and abs(y - 30) <= 3, (k, x, y)
+
+
+@needs_opencv
+def test_a_new_frame_size_starts_the_tracking_afresh(face):
+    import cv2
+    tracker = tracking.Tracker(cv2, lambda small: np.array([[10, 10, 40, 40]]) if small.shape[1] > 100 else
+                               np.zeros((0, 4), int), every=5, scale=0.5)
+    assert len(tracker.boxes(scene_with(face, 20, 30))) == 1  # 320 x 240: found
+    small = np.full((120, 160), 100, np.uint8)  # another camera: detected at once, nothing carried over
+    assert tracker.boxes(small) == [] and tracker.frame == 1
+    assert tracker.boxes(np.full((1, 1), 100, np.uint8)) == []  # a frame too small to scale: no face, no error
+    assert len(tracker.boxes(scene_with(face, 20, 30))) == 1
 
 
 def moving_face_video(path, face, frames):

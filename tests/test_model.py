@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-import inference
+import checkpoint
 import model
 from conftest import run_script
 
@@ -55,12 +55,12 @@ def test_kaiming_normal_init():
 def test_weights_round_trip_in_fp32_and_fp16(tmp_path):
     net = model.build("resnet").eval()
     x = torch.randn(3, 1, 48, 48)
-    inference.save_weights(tmp_path / "w.pth", net, "resnet", meta={"epoch": 3})
-    back, name = inference.load_weights(str(tmp_path / "w.pth"))
+    checkpoint.save_weights(tmp_path / "w.pth", net, "resnet", {"epoch": 3})
+    back, name = checkpoint.load_weights(str(tmp_path / "w.pth"))
     assert name == "resnet" and not back.training
     assert torch.equal(back(x), net(x))
-    inference.save_weights(tmp_path / "h.pth", net, "resnet", half=True)
-    half, _ = inference.load_weights(str(tmp_path / "h.pth"))
+    checkpoint.save_weights(tmp_path / "h.pth", net, "resnet", half=True)
+    half, _ = checkpoint.load_weights(str(tmp_path / "h.pth"))
     assert half.head[1].weight.dtype == torch.float32  # fp16 on disk, fp32 in memory
     assert torch.allclose(half(x), net(x), atol=0.05, rtol=0.01)
     assert os.path.getsize(tmp_path / "h.pth") < 0.55 * os.path.getsize(tmp_path / "w.pth")
@@ -72,11 +72,11 @@ def test_weights_of_another_network_are_refused_naming_what_differs(tmp_path):
     state["head.4.weight"] = torch.zeros(3, 2048)
     del state["stem.1.bias"]
     torch.save({"model": "resnet", "classes": [], "state_dict": state}, tmp_path / "bad.pth")
-    with pytest.raises(inference.WeightsError, match=r"missing \['stem.1.bias'\].*head.4.weight \(3, 2048\)"):
-        inference.load_weights(str(tmp_path / "bad.pth"))
-    with pytest.raises(inference.WeightsError, match="holds a 'resnet' network, not 'vgg'"):
-        inference.save_weights(tmp_path / "ok.pth", net, "resnet")
-        inference.load_weights(str(tmp_path / "ok.pth"), expect="vgg")
+    with pytest.raises(checkpoint.WeightsError, match=r"missing \['stem.1.bias'\].*head.4.weight \(3, 2048\)"):
+        checkpoint.load_weights(str(tmp_path / "bad.pth"))
+    with pytest.raises(checkpoint.WeightsError, match="holds a 'resnet' network, not 'vgg'"):
+        checkpoint.save_weights(tmp_path / "ok.pth", net, "resnet")
+        checkpoint.load_weights(str(tmp_path / "ok.pth"), expect="vgg")
 
 
 class Payload:
@@ -87,29 +87,29 @@ class Payload:
 def test_a_weights_file_carrying_a_pickled_object_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"model": "resnet", "state_dict": {}, "x": Payload()}, path)
-    with pytest.raises(inference.WeightsError, match="not a usable weights file"):
-        inference.load_weights(str(path))
+    with pytest.raises(checkpoint.WeightsError, match="not a usable weights file"):
+        checkpoint.load_weights(str(path))
     with open(tmp_path / "plain.pkl", "wb") as f:
         pickle.dump(Payload(), f)
-    with pytest.raises(inference.WeightsError):
-        inference.load_weights(str(tmp_path / "plain.pkl"))
+    with pytest.raises(checkpoint.WeightsError):
+        checkpoint.load_weights(str(tmp_path / "plain.pkl"))
 
 
 @pytest.mark.parametrize("content", [b"", b"not a torch file at all", None])
 def test_empty_garbage_and_truncated_files_are_refused(tmp_path, content):
     path = tmp_path / "w.pth"
     if content is None:  # a real file, cut in half
-        inference.save_weights(path, model.build("resnet"), "resnet")
+        checkpoint.save_weights(path, model.build("resnet"), "resnet")
         content = path.read_bytes()[: path.stat().st_size // 2]
     path.write_bytes(content)
-    with pytest.raises(inference.WeightsError, match="w.pth: not a usable weights file"):
-        inference.load_weights(str(path))
+    with pytest.raises(checkpoint.WeightsError, match="w.pth: not a usable weights file"):
+        checkpoint.load_weights(str(path))
 
 
 def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "model.pth"
     net = model.build("resnet")
-    inference.save_weights(path, net, "resnet", meta={"epoch": 1})
+    checkpoint.save_weights(path, net, "resnet", {"epoch": 1})
     before = path.read_bytes()
     real_save = torch.save
 
@@ -121,7 +121,7 @@ def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", dies_halfway)
     with pytest.raises(KeyboardInterrupt):
-        inference.save_weights(path, net, "resnet", meta={"epoch": 2})
+        checkpoint.save_weights(path, net, "resnet", {"epoch": 2})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]  # no temporary file left behind
 
@@ -131,8 +131,8 @@ def test_every_network_maps_a_batch_to_seven_logits_and_round_trips(name, tmp_pa
     net = model.build(name).eval()
     x = torch.randn(2, 1, 48, 48)
     assert net(x).shape == (2, 7)
-    inference.save_weights(tmp_path / "w.pth", net, name)
-    back, got = inference.load_weights(str(tmp_path / "w.pth"), expect=name)
+    checkpoint.save_weights(tmp_path / "w.pth", net, name)
+    back, got = checkpoint.load_weights(str(tmp_path / "w.pth"), expect=name)
     assert got == name and torch.equal(back(x), net(x))
     if name in model.TARGET_LAYERS:  # Grad-CAM's default layer exists and is spatial
         kept = {}

@@ -15,13 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
+import checkpoint
 import data
 import faces
 import inference
 import model
 import serve
 import synthetic
-from conftest import FER2013, ROOT, one_line, run_main
+from conftest import FER2013, HAS_OPENCV, ROOT, needs_opencv, one_line, run_main
 
 BOX = (200, 120, 192, 192)  # where the face is in every test picture (640x480)
 
@@ -88,7 +89,7 @@ def png(picture):
     return buffer.getvalue()
 
 
-def test_a_photo_and_a_frame_are_answered_as_camera_py_answers_them(server):
+def test_a_photo_is_answered_as_evaluate_py_answers_it(server):
     url, nets, face, _ = server
     picture = scene(face)
     expected = faces.classify(picture, [BOX], nets)[0]
@@ -96,14 +97,42 @@ def test_a_photo_and_a_frame_are_answered_as_camera_py_answers_them(server):
     assert status == 200 and kind == "application/json"
     got = json.loads(body)
     assert got["faces"][0]["box"] == list(BOX) and np.allclose(got["faces"][0]["probabilities"], expected, atol=1e-3)
-    status, _, body = post(url + "/frame?session=t", png(picture))
-    frame = json.loads(body)["faces"][0]
-    assert status == 200 and frame["track"] == 1 and frame["emotion"] == data.CLASSES[int(expected.argmax())]
     status, kind, body = post(url + "/gradcam?face=0", png(picture))
     assert status == 200 and kind == "image/png" and Image.open(io.BytesIO(body)).size[0] > 100
     blank = np.full((480, 640), 255, np.uint8)
     assert json.loads(post(url + "/photo", png(blank))[2]) == {"width": 640, "height": 480, "faces": [],
                                                                 "note": "no face found in this picture"}
+
+
+@needs_opencv  # a camera frame's faces are followed between detections by OpenCV's tracker
+def test_a_frame_is_answered_as_camera_py_answers_it(server):
+    url, nets, face, _ = server
+    picture = scene(face)
+    expected = faces.classify(picture, [BOX], nets)[0]
+    status, _, body = post(url + "/frame?session=t", png(picture))
+    frame = json.loads(body)["faces"][0]
+    assert status == 200 and frame["track"] == 1 and frame["emotion"] == data.CLASSES[int(expected.argmax())]
+
+
+@needs_opencv
+def test_frames_posted_at_once_to_one_session_or_in_a_new_size_are_all_answered(server, capfd):
+    url, _, face, _ = server
+    frame = png(scene(face))
+    answers = []
+
+    def client():
+        for _ in range(4):
+            answers.append(post(url + "/frame?session=many", frame)[0])
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [200] * 16
+    for size in ((1440, 1920), (120, 160), (1, 1)):  # a phone turned, another camera, a broken one
+        status, _, body = post(url + "/frame?session=many", png(np.full(size, 110, np.uint8)))
+        assert status == 200 and all(f["box"][0] + f["box"][2] <= size[1] for f in json.loads(body)["faces"])
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("path,body,headers,status,words", [
@@ -144,7 +173,8 @@ def test_pictures_are_never_written_to_disk(server, monkeypatch):
         return real(file, mode, *a, **k)
 
     monkeypatch.setattr(builtins, "open", watched)
-    for path in ("/photo", "/frame?session=d", "/gradcam?face=0"):
+    frames = ["/frame?session=d"] if HAS_OPENCV else []  # followed by OpenCV's tracker
+    for path in ("/photo", *frames, "/gradcam?face=0"):
         assert post(url + path, png(scene(face)))[0] == 200
     assert written == []
 
@@ -165,7 +195,7 @@ def test_a_page_closed_mid_answer_leaves_no_traceback(server, capfd):
 
 def test_a_port_in_use_or_out_of_range_is_one_line(tmp_path):
     import socket
-    inference.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -212,6 +242,7 @@ def browser(p, video=None):
 
 
 @needs_browser
+@needs_opencv
 def test_the_page_shows_the_camera_faces_and_a_photos_as_camera_py_reads_them(server, tmp_path_factory):
     from playwright.sync_api import sync_playwright
     url, nets, face, _ = server
@@ -249,3 +280,140 @@ def test_the_page_shows_the_camera_faces_and_a_photos_as_camera_py_reads_them(se
         page.screenshot(path=str(shots / "camera_refused.png"), full_page=True)
         b.close()
     print(f"screenshots: {shots}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# A local server: no other page can drive it, no request can exhaust it
+
+def raw(url, request, read_timeout=30):
+    """Sends raw bytes, returns (status, the JSON error or None): for requests urllib will not make."""
+    import socket
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout) as s:
+        s.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < content_length(answer):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split()[1]) if head else None
+    return status, json.loads(body)["error"] if body.startswith(b"{") else None
+
+
+def content_length(answer):
+    for line in answer.split(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+@pytest.mark.parametrize("headers,status,words", [
+    ({"Host": "evil.example:{port}"}, 403, "not to evil.example"),
+    ({"Origin": "http://evil.example"}, 403, "another page (http://evil.example)"),
+    ({"Referer": "http://evil.example/page.html"}, 403, "another page"),
+    ({"Host": "127.0.0.1:{port}", "Origin": "http://127.0.0.1:{port}"}, 200, None),  # the page itself
+    ({"Host": "localhost:{port}", "Origin": "http://localhost:{port}"}, 200, None),
+])
+def test_only_the_page_itself_and_programs_can_post_to_the_server(server, headers, status, words):
+    url, _, face, _ = server
+    port = url.rsplit(":", 1)[1]
+    headers = {k: v.format(port=port) for k, v in headers.items()}
+    got, kind, body = post(url + "/photo", png(scene(face)), headers)
+    assert got == status and kind == "application/json"
+    if words:
+        assert words in json.loads(body)["error"]
+
+
+def test_a_page_on_another_host_name_cannot_read_the_page_either(server):
+    url, _, _, _ = server
+    request = urllib.request.Request(url + "/", headers={"Host": "rebound.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=30)
+    assert e.value.code == 403 and "rebound.example" in json.loads(e.value.read())["error"]
+
+
+@pytest.mark.parametrize("head,status,words", [
+    ("Content-Length: -1", 400, "not a size in bytes"),
+    ("Content-Length: abc", 400, "not a size in bytes"),
+    ("Transfer-Encoding: chunked", 411, "not in chunks"),
+    ("Content-Length: 20971520\r\nExpect: 100-continue", 413, "at most 16 MB"),
+    ("X-Nothing: 1", 411, "Content-Length is required"),
+])
+def test_a_body_is_read_only_within_a_valid_length(server, head, status, words):
+    url, _, _, _ = server
+    port = url.rsplit(":", 1)[1]
+    got, error = raw(url, f"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}\r\n\r\n".encode())
+    assert got == status and words in error
+
+
+@pytest.mark.parametrize("method", ["HEAD", "PUT", "OPTIONS", "DELETE"])
+def test_other_methods_are_one_line_of_json(server, method):
+    url, _, _, _ = server
+    port = url.rsplit(":", 1)[1]
+    got, error = raw(url, f"{method} /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n".encode())
+    assert got == 405 and (method == "HEAD" or f"{method} is not answered here" in error)
+
+
+def test_a_picture_of_400_megapixels_is_refused_by_its_size_before_it_is_decoded(server):
+    import struct
+    import zlib
+    url, _, _, _ = server
+    def chunk(kind, content):
+        return struct.pack(">I", len(content)) + kind + content + struct.pack(">I", zlib.crc32(kind + content))
+    # 20000 x 20000 grey, with almost no pixel data: the size is in the header, read before any decoding
+    png_head = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)) \
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    status, _, body = post(url + "/photo", png_head)
+    assert status == 413 and "too large" in json.loads(body)["error"]
+
+
+def test_a_face_number_below_zero_is_refused(server):
+    url, _, face, _ = server
+    status, _, body = post(url + "/gradcam?face=-1", png(scene(face)))
+    assert status == 400 and "no face -1" in json.loads(body)["error"]
+
+
+def test_a_stalled_upload_is_closed_and_too_many_connections_are_turned_away(server, monkeypatch):
+    import socket
+    import time
+    url, _, face, emotions = server
+    host, port = url.split("//")[1].split(":")
+    monkeypatch.setattr(serve, "MAX_CONNECTIONS", 3)
+    stalled = [socket.create_connection((host, int(port))) for _ in range(3)]
+    for s in stalled:  # a request that promises 100 bytes and sends 1
+        s.sendall(f"POST /photo HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 100\r\n\r\nx".encode())
+    time.sleep(1)
+    status, error = raw(url, f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    assert status == 503 and "too many connections" in error
+    for s in stalled:
+        s.close()
+    deadline = time.time() + 30
+    while time.time() < deadline and raw(url, f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())[0] != 200:
+        time.sleep(0.5)  # the closed connections are let go
+    assert post(url + "/photo", png(scene(face)))[0] == 200
+
+
+def test_a_stalled_request_holds_its_thread_only_until_the_time_limit(tmp_path, monkeypatch):
+    import socket
+    monkeypatch.setattr(serve, "REQUEST_TIMEOUT", 1.0)
+    monkeypatch.setattr(faces, "best_detector", Finder)
+    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    s = serve.make_server([tmp_path / "m.pth"], port=0)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        port = s.server_address[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+            c.sendall(f"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100\r\n\r\nx".encode())
+            assert c.recv(65536) == b""  # closed by the server after its time limit, not held forever
+    finally:
+        s.shutdown()
+        s.server_close()
+
+
+def test_host_flags_that_cannot_work_name_the_host(tmp_path):
+    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    one_line(run_main("serve.py", "--weights", tmp_path / "m.pth", "--host", ""), 2, "--host ''")
+    one_line(run_main("serve.py", "--weights", tmp_path / "m.pth", "--host", "192.0.2.1", "--port", "0"), 1,
+             "--host 192.0.2.1 is not an address of this machine")

@@ -7,6 +7,8 @@ import shlex
 import pytest
 import torch
 
+import checkpoint
+import cli
 import data
 import inference
 import train
@@ -22,11 +24,11 @@ NETWORKS = {**SHIPPED, **TRAINED_ON_VAL}  # every file in weights/ named here ->
 def test_shipped_weights_are_fp16_state_dicts_under_16_mb(name):
     path = os.path.join(ROOT, "weights", name)
     assert os.path.getsize(path) <= 16e6
-    blob = inference.read_file(path)
+    blob = checkpoint.read_file(path)
     assert blob["model"] == NETWORKS.get(name, "resnet") and blob["classes"] == list(data.CLASSES)
     floats = [v for v in blob["state_dict"].values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)
-    net, _ = inference.load_weights(path)
+    net, _ = checkpoint.load_weights(path)
     assert net(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
 
@@ -45,26 +47,19 @@ def test_shipped_weights_reproduce_the_readme_on_publictest(name, fer2013):
     assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])
 
 
-def test_the_vgg_weights_still_load_under_their_old_name(capsys):
-    """weights/vgg.pth was weights/best.pth: a command or script naming the old file loads the new one and
-    says so."""
-    net, name = inference.load_weights(os.path.join(ROOT, "weights", "best.pth"))
-    assert name == "vgg" and "best.pth is now called" in capsys.readouterr().err
-
-
 SEEDS = sorted(f for f in os.listdir(os.path.join(ROOT, "weights", "seeds")) if f.endswith(".pth"))
 
 
 @pytest.mark.parametrize("name", SEEDS)
 def test_the_seed_systems_are_fp16_weights_with_their_command(name):
     path = os.path.join(ROOT, "weights", "seeds", name)
-    blob = inference.read_file(path)
+    blob = checkpoint.read_file(path)
     assert blob["classes"] == list(data.CLASSES)
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
     assert_command_rebuilds(path, blob)
     # (report.pth is seed 000's recipe on the default resnet)
     assert blob["model"] == {"report.pth": "resnet"}.get(name, name.removesuffix(".pth"))
-    net, _ = inference.load_weights(path)
+    net, _ = checkpoint.load_weights(path)
     assert net(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
 
@@ -85,7 +80,7 @@ def test_weights_shipped_with_a_command_say_how_to_rebuild_them(name):
     """The files shipped by tools/ship.py carry the train.py command that made them, in the file and beside it,
     and that command builds the network the file holds."""
     path = os.path.join(ROOT, "weights", name)
-    blob = inference.read_file(path)
+    blob = checkpoint.read_file(path)
     assert_command_rebuilds(path, blob)
     assert blob["model"] == NETWORKS[name]
 
@@ -95,8 +90,8 @@ def test_weights_trained_on_publictest_publish_no_figure_there(name):
     """PublicTest faces were training faces for these files: no PublicTest score ships beside them and their
     README row says why instead of giving a figure."""
     path = os.path.join(ROOT, "weights", name)
-    blob = inference.read_file(path)
-    assert blob["meta"]["config"]["train_on_val"] is True
+    net, _ = checkpoint.load_weights(path)
+    assert net.trained["train_on_val"] is True
     assert "--train-on-val" in open(path.replace(".pth", "_command.txt")).read().split()
     assert not os.path.exists(path.replace(".pth", "_publictest.json"))
     row = next(s for s in open(os.path.join(ROOT, "README.md")).read().splitlines()
@@ -108,5 +103,36 @@ def assert_command_rebuilds(path, blob):
     """NAME_command.txt beside the file, and the file's own meta, hold one train.py command that builds the
     network the file holds."""
     command = open(path.replace(".pth", "_command.txt")).read().strip()
-    assert command.startswith("python train.py ") and blob["meta"]["command"] == command
+    assert command.startswith("python train.py ") and checkpoint.load_weights(path)[0].trained["recipe"] == command
     assert train.make_parser().parse_args(shlex.split(command)[2:]).model == blob["model"]
+
+
+# Each shipped network's recipe is a file in recipes/, the one place the README and docs point to.
+RECIPES = {"report_recipe.pth": "report.txt", "resnet_stage1.pth": "resnet_stage1.txt", "resnet.pth": "resnet.txt",
+           "resnet_tov.pth": "resnet_tov.txt", "vgg.pth": "vgg.txt", "vgg_nearest.pth": "vgg_nearest.txt",
+           **{f"seeds/{n}": f"seeds/{n.removesuffix('.pth')}.txt" for n in SEEDS}}
+
+
+def recipe_flags(*argv):
+    """train.py's flags for a command line (recipes read in), without the data's and output's places."""
+    p = train.make_parser()
+    flags = vars(p.parse_args(cli.read_recipes(p, [str(a) for a in argv])))
+    return {k: v for k, v in flags.items() if k not in ("data", "out")}
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_shipped_file_has_its_recipe_and_the_recipe_is_the_command_that_made_it(name):
+    path = os.path.join(ROOT, "weights", name)
+    recipe = os.path.join(ROOT, "recipes", RECIPES[name])
+    flags = recipe_flags("@" + recipe)
+    assert flags["model"] == checkpoint.read_file(path)["model"]
+    assert f"weights/{name}" in open(recipe).read()  # the recipe names the file it made
+    command = path.replace(".pth", "_command.txt")
+    if os.path.exists(command):  # shipped with the command that ran: the recipe is that command's flags
+        assert flags == recipe_flags(*shlex.split(open(command).read())[2:])
+
+
+def test_the_readme_trains_each_main_network_from_its_recipe():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    for recipe in ("report.txt", "resnet_stage1.txt", "resnet.txt", "resnet_tov.txt", "vgg.txt", "vgg_nearest.txt"):
+        assert f"python train.py @recipes/{recipe}" in readme, recipe

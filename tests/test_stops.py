@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import train
-import data
+import readers
 import synthetic
 from conftest import ROOT, one_line, run_here, run_main
 
@@ -24,7 +24,7 @@ def small_csv(tmp_path_factory):
     """280 faces in a file: a training process of its own starts and runs an epoch in seconds."""
     images, labels = synthetic.synthetic_faces(280, seed=3)
     path = tmp_path_factory.mktemp("data") / "faces.csv"
-    data.write_csv(str(path), images, labels)
+    readers.write_csv(str(path), images, labels)
     return path
 
 

@@ -12,8 +12,9 @@ import torch
 import checkpoint
 import cli
 import data
-import inference
 import model
+import readers
+import run_folder
 import synthetic
 import train
 from conftest import QUICK, ROOT, run_main, run_script
@@ -61,32 +62,32 @@ def test_model_pth_holds_the_best_validation_loss_weights(trained):
     best = min(rows, key=lambda row: float(row["val_loss"]))
     blob = torch.load(out / "model.pth", weights_only=True)
     assert blob["model"] == "resnet" and blob["classes"][3] == "happy"
-    assert blob["meta"]["epoch"] == int(best["epoch"])
+    assert blob["format"] == 2 and blob["trained"]["epoch"] == int(best["epoch"])
 
 
 def test_last_pth_holds_the_last_epochs_weights(trained):
     out, _ = trained
     last = torch.load(out / "last.pth", weights_only=True)
     ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
-    assert last["model"] == "resnet" and last["meta"]["epoch"] == ckpt["epoch"] == 4
+    assert last["model"] == "resnet" and last["trained"]["epoch"] == ckpt["epoch"] == 4
     assert all(torch.equal(v, ckpt["model"][k]) for k, v in last["state_dict"].items())
 
 
 def test_init_starts_from_the_given_weights_with_a_fresh_optimiser(trained):
     """--init fine-tunes: the network (and its moving average) start as the file's weights, Adam starts empty."""
     out, _ = trained
-    args = train.parse_args(QUICK + ["--init", str(out / "model.pth"), "--ema", "0.99"])
+    args = train.parse_args(QUICK + ["--init", str(out / "model.pth"), "--ema", "0.99"])[0]
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
     saved = torch.load(out / "model.pth", weights_only=True)["state_dict"]
     for net in (trainer.net, trainer.ema_net):
         assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
     assert trainer.opt.state_dict()["state"] == {}
-    fresh = train.Trainer(train.parse_args(QUICK), data.load("synthetic"), torch.device("cpu"))
+    fresh = train.Trainer(train.parse_args(QUICK)[0], data.load("synthetic"), torch.device("cpu"))
     assert not torch.equal(fresh.net.state_dict()["head.4.weight"], saved["head.4.weight"])
 
 
 def test_init_refuses_weights_of_another_network_in_one_line(tmp_path):
-    inference.save_weights(tmp_path / "cnn2.pth", model.build("cnn2"), "cnn2")
+    checkpoint.save_weights(tmp_path / "cnn2.pth", model.build("cnn2"), "cnn2")
     for weights, message in [(tmp_path / "cnn2.pth", "holds a 'cnn2' network, not 'resnet'"),
                              (tmp_path / "none.pth", "no such file")]:
         r = run_script("train.py", *QUICK, "--epochs", "1", "--init", weights, "--out", tmp_path / "run")
@@ -109,8 +110,8 @@ def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
         assert cli.fast_amp(cpu) == expected
-        assert train.parse_args(QUICK).amp == expected  # config.json records the precision that ran
-    assert train.parse_args(QUICK + ["--amp", "bf16"]).amp == "bf16"
+        assert train.parse_args(QUICK)[0].amp == expected  # config.json records the precision that ran
+    assert train.parse_args(QUICK + ["--amp", "bf16"])[0].amp == "bf16"
 
 
 @pytest.mark.parametrize("extra", [["--model", "mlp"], ["--ema", "0.99", "--mixup", "0.4", "--cutmix", "1.0"]],
@@ -181,14 +182,14 @@ def test_train_on_val_trains_on_both_and_keeps_the_last_epoch(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "'train': 2700" in out  # synthetic: 2,400 train + 300 validation faces
     assert "last epoch's weights (epoch 2, trained on val too)" in out
-    assert torch.load(tmp_path / "model.pth", weights_only=True)["meta"]["epoch"] == 2
+    assert torch.load(tmp_path / "model.pth", weights_only=True)["trained"]["epoch"] == 2
 
 
 def test_resume_refuses_other_data_or_another_model(tmp_path, capsys):
     out = tmp_path / "run"
     train.main(LOOP + ["--epochs", "1", "--out", str(out)])
     other = tmp_path / "other.csv"
-    assert run_script("data.py", "--synthetic", other, "--n", 300).returncode == 0
+    assert run_script("tools/explore.py", "--synthetic", other, "--n", 300).returncode == 0
     r = run_script("train.py", "--resume", out / "checkpoint.pth", "--data", other, "--epochs", "2")
     assert r.returncode == 1 and "trained on other data" in r.stderr and "Traceback" not in r.stderr
     r = run_script("train.py", "--resume", out / "model.pth", "--epochs", "2")
@@ -246,7 +247,7 @@ def test_a_run_started_under_the_old_head_flag_resumes_as_it_was(tmp_path):
     for head, double in (("softmax", True), ("logits", False)):
         config = {k: v for k, v in ckpt["config"].items() if k != "double_softmax"}
         torch.save({**ckpt, "config": {**config, "head": head}}, out / "checkpoint.pth")
-        args = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])
+        args = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])[0]
         assert args.double_softmax is double and not hasattr(args, "head")
 
 
@@ -256,11 +257,11 @@ def test_a_run_started_before_the_defaults_changed_resumes_as_it_ran(tmp_path):
     out = tmp_path / "run"
     train.main(LOOP + ["--epochs", "1", "--out", str(out)])
     ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
-    resumed = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])
+    resumed = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])[0]
     assert (resumed.interpolation, resumed.plateau_on) == ("nearest", "train-loss")
     config = {k: v for k, v in ckpt["config"].items() if k not in ("interpolation", "plateau_on")}
     torch.save({**ckpt, "config": config}, out / "checkpoint.pth")
-    resumed = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])
+    resumed = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])[0]
     assert (resumed.interpolation, resumed.plateau_on) == ("bilinear", "val-loss")
 
 
@@ -276,7 +277,7 @@ def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):
 def test_the_weighted_order_is_weighted_random_samplers_own_draw():
     """The epoch order is the report's WeightedRandomSampler over 1 / class count, drawn from the run's own
     generator (which a checkpoint saves): the same indices as a sampler seeded alike, epoch after epoch."""
-    args = train.parse_args(QUICK)
+    args = train.parse_args(QUICK)[0]
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
     sampler = torch.utils.data.WeightedRandomSampler(trainer.sample_weights, len(trainer.train_y),
                                                      generator=torch.Generator().manual_seed(args.seed))
@@ -290,7 +291,7 @@ def test_double_softmax_puts_a_softmax_before_the_cross_entropy():
     """--double-softmax is the report's Softmax + CrossEntropyLoss: its loss cannot fall below log(1 + 6/e) =
     1.169 even for a perfectly sure, right answer, which is what squashes the gradients."""
     import torch.nn.functional as F
-    args = train.parse_args(QUICK + ["--double-softmax"])
+    args = train.parse_args(QUICK + ["--double-softmax"])[0]
     trainer = train.Trainer(args, data.load("synthetic"), torch.device("cpu"))
     logits, y = torch.randn(5, 7), torch.tensor([0, 1, 2, 3, 4])
     assert torch.allclose(trainer.loss(logits, y), F.cross_entropy(F.softmax(logits, 1), y))
@@ -306,7 +307,7 @@ def test_shipping_a_run_writes_fp16_weights_with_its_command_history_and_score(t
     assert code == 0, err
     blob = torch.load(f"{dest}.pth", weights_only=True)
     command = json.loads((out / "config.json").read_text())["command"]
-    assert blob["meta"]["command"] == command and blob["meta"]["epoch"] == 4  # --last: the last epoch
+    assert blob["trained"]["recipe"] == command and blob["trained"]["epoch"] == 4  # --last: the last epoch
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
     assert (tmp_path / "seeds" / "demo_command.txt").read_text() == command + "\n"
     assert (tmp_path / "seeds" / "demo_history.csv").read_text() == (out / "history.csv").read_text()
@@ -338,8 +339,8 @@ def test_the_curves_of_a_run_that_trained_on_val_give_no_best_val_figure(tmp_pat
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figures open to read them
     history = [{"epoch": e, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 0.4, "val_acc": v, "lr": 1e-3,
                 "seconds": 1.0} for e, v in ((1, 0.8), (2, 0.9))]
-    checkpoint.plot_curves(tmp_path, history, trained_on_val=True)
-    checkpoint.plot_curves(tmp_path, history)
+    run_folder.plot_curves(tmp_path, history, trained_on_val=True)
+    run_folder.plot_curves(tmp_path, history)
     (on_val, plain) = (f.axes[1] for f in figures)
     assert "best" not in on_val.get_title() and "training faces" in on_val.get_title()
     assert [t.get_text() for t in on_val.get_legend().get_texts()] == ["train", "val (trained on too)"]
@@ -374,7 +375,7 @@ def test_recomputed_batchnorm_statistics_are_the_average_over_the_given_faces(tm
         expected = torch.cat([net.stem[0](x) for x in batches]).mean((0, 2, 3))
     assert torch.allclose(net.stem[1].running_mean, expected, atol=1e-5)
     assert not net.training and not net.stem[1].training
-    inference.save_weights(tmp_path / "t.pth", model.build("cnn3"), "cnn3")
+    checkpoint.save_weights(tmp_path / "t.pth", model.build("cnn3"), "cnn3")
     r = run_script("tools/bn_statistics.py", "--weights", tmp_path / "t.pth", "--data", "synthetic")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("%") == 4 and "warped nearest" in r.stdout and "unwarped" in r.stdout
@@ -382,7 +383,7 @@ def test_recomputed_batchnorm_statistics_are_the_average_over_the_given_faces(tm
 
 
 def test_a_teacher_file_is_made_once_and_refused_for_other_faces(tmp_path):
-    inference.save_weights(tmp_path / "t.pth", model.build("mlp"), "mlp")
+    checkpoint.save_weights(tmp_path / "t.pth", model.build("mlp"), "mlp")
     r = run_script("tools/teacher.py", "--weights", tmp_path / "t.pth", "--data", "synthetic", "--tta", "--out",
                    tmp_path / "teacher.pt")
     assert r.returncode == 0, r.stderr
@@ -391,7 +392,7 @@ def test_a_teacher_file_is_made_once_and_refused_for_other_faces(tmp_path):
     assert blob["train"]["probs"].shape == (len(splits["train"][1]), 7) and blob["tta"] is True
     assert train.main(LOOP + ["--epochs", "1", "--teacher", str(tmp_path / "teacher.pt"), "--out",
                               str(tmp_path / "run")]) is None
-    data.write_csv(str(tmp_path / "other.csv"), *synthetic.synthetic_faces(300, seed=7))
+    readers.write_csv(str(tmp_path / "other.csv"), *synthetic.synthetic_faces(300, seed=7))
     r = run_script("train.py", *LOOP[2:], "--data", tmp_path / "other.csv", "--epochs", "1", "--teacher",
                    tmp_path / "teacher.pt", "--out", tmp_path / "r2")
     assert r.returncode == 1 and "other train faces than --data gives" in r.stderr

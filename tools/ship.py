@@ -16,12 +16,15 @@ import shutil
 import sys
 import tempfile
 
+import torch
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import checkpoint  # noqa: E402
 import cli  # noqa: E402
+import data  # noqa: E402
 import files  # noqa: E402
 import evaluate  # noqa: E402
-import inference  # noqa: E402
+import run_folder  # noqa: E402
 
 
 SHIPPED_FILES = ("history.csv", "curves.png")  # beside the weights as NAME_history.csv, NAME_curves.png
@@ -36,8 +39,7 @@ def main(argv=None):
     p.add_argument("--command", help="the command that made the run, where its config.json records none")
     args = p.parse_args(argv)
     source = os.path.join(args.run, "last.pth" if args.last else "model.pth")
-    net, name = inference.load_weights(source)
-    meta = inference.read_file(source).get("meta", {})
+    net, name = checkpoint.load_weights(source)
     config_path = os.path.join(args.run, "config.json")
     if not os.path.isfile(config_path):
         raise cli.UserError(f"{args.run}: no config.json (not a train.py output folder)")
@@ -51,15 +53,26 @@ def main(argv=None):
     history_path = os.path.join(args.run, "history.csv")
     if not os.path.isfile(history_path):
         raise cli.UserError(f"{history_path}: no such file (the run's history ships with its weights)")
+    if args.dest.endswith(("/", os.sep)) or os.path.isdir(args.dest) or not os.path.basename(args.dest):
+        p.error(f"{args.dest}: a folder; name the files to write, e.g. {os.path.join(args.dest, 'NAME')}")
+    if files.inside(args.dest, args.run):
+        p.error(f"{args.dest}: inside the run folder {args.run}; ship it elsewhere (weights/NAME), so no run "
+                f"file is replaced")
+    if net.trained["data_id"]:  # the faces it trained on, however the data's path is spelt now
+        splits = data.load(args.data)
+        seen = splits["train"] if scored else tuple(map(torch.cat, zip(splits["train"], splits["val"])))
+        if net.trained["data_id"] != data.fingerprint(*seen):
+            p.error(f"--data {args.data}: not the data {args.run} trained on; give that data, so that its "
+                    f"score is on its own validation faces")
     inputs = [source, config_path, history_path, args.data]
     outputs = [args.dest + ".pth", *(f"{args.dest}_{f}" for f in SHIPPED_FILES), args.dest + "_command.txt",
                *([args.dest + "_publictest.json", args.dest + "_confusion_matrix.png"] if scored else [])]
     for path in outputs:  # all checked before the first is written: no half-shipped set, no input replaced
         files.check_writable(path, inputs=inputs)
-    inference.save_weights(args.dest + ".pth", net, name, meta={**meta, "command": command}, half=True)
+    checkpoint.save_weights(args.dest + ".pth", net, name, {**net.trained, "recipe": command}, half=True)
     copy(history_path, args.dest + "_history.csv")
     with tempfile.TemporaryDirectory() as tmp:  # redrawn: the run's own curves.png may predate its last epochs
-        checkpoint.plot_curves(tmp, checkpoint.read_history(history_path), trained_on_val=not scored)
+        run_folder.plot_curves(tmp, run_folder.read_history(history_path), trained_on_val=not scored)
         copy(os.path.join(tmp, "curves.png"), args.dest + "_curves.png")
     files.atomic_write(args.dest + "_command.txt", command + "\n")
     if not scored:

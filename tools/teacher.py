@@ -13,6 +13,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import checkpoint  # noqa: E402
 import cli  # noqa: E402
 import data  # noqa: E402
 import files  # noqa: E402
@@ -38,7 +39,7 @@ def main(argv=None):
         agree = (out[split]["probs"].argmax(1) == splits[split][1]).float().mean().item()
         print(f"{splits.title(split)}: {len(splits[split][1])} faces, the teacher agrees with {100 * agree:.2f}% "
               f"of labels")
-    inference.atomic_save(out, args.out)
+    checkpoint.atomic_save(out, args.out)
     print(f"wrote {args.out}")
 
 
