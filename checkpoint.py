@@ -36,6 +36,7 @@ import model
 import readers
 
 FORMAT = 2
+ROOT = os.path.dirname(os.path.abspath(__file__))  # weights/NAME.pth is found here from any working folder
 TRAINED = {"recipe": None, "interpolation": "bilinear", "train_on_val": False, "data": None, "data_id": None,
            "epoch": None, "val_loss": None, "val_acc": None}  # what a file that does not say reads as
 
@@ -83,6 +84,9 @@ def read_file(path):
     """torch.load with weights_only=True, turning every way a file can be unusable into a WeightsError."""
     if os.path.isdir(path):
         raise WeightsError(f"{path}: is a folder; give the weights file inside it (model.pth)")
+    shipped = os.path.join(ROOT, path)
+    if not os.path.exists(path) and str(path).startswith("weights") and os.path.isfile(shipped):
+        path = shipped  # the shipped weights, named as the README names them, from the user's own folder
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such file")
     try:

@@ -109,9 +109,7 @@ def predict_files(nets, args, device):
         else:
             print(f"{path} (classified whole: {how}): {top3(probs[0])}")
         found.append({"file": str(path), "whole": how not in ("faces", "no face found"), "note": how,
-                      "faces": [{"box": [int(v) for v in box], "emotion": data.CLASSES[int(pr.argmax())],
-                                 "probs": [round(float(v), 6) for v in pr]}
-                                for box, pr in zip(boxes, probs)]})
+                      "faces": [faces.answer(box, pr.numpy()) for box, pr in zip(boxes, probs)]})
         if args.out:
             texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * float(pr.max()):.0f}%" for pr in probs]
             marked = faces.label_faces(faces.read_rgb(path), boxes, texts)

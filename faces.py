@@ -164,6 +164,18 @@ def find_in_files(paths, detector=None):
         yield (path, grey, *find(grey, detector))
 
 
+def answer(box, probs, track=None):
+    """One face's answer, the one shape every output gives (evaluate.py --json, emotions(), the page's JSON; the
+    video CSV's columns are its fields): {"box": [x, y, w, h] in the picture's pixels, "emotion": the likeliest
+    class, "probabilities": {class: probability} in data.CLASSES order}, and "track" (a followed face's number)
+    where there is one."""
+    out = {"box": [int(v) for v in box], "emotion": data.CLASSES[int(np.argmax(probs))],
+           "probabilities": {c: round(float(v), 6) for c, v in zip(data.CLASSES, probs)}}
+    if track is not None:
+        out["track"] = int(track)
+    return out
+
+
 _shared = []  # emotions()'s face finder, built on its first use
 
 
@@ -176,8 +188,8 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
             print(face["box"], face["emotion"], face["probabilities"]["happy"])
 
     `image`: a file path, a numpy array (grey [H, W] or RGB [H, W, 3], uint8) or a PIL image. Returns one
-    dict per face, left to right: "box" (x, y, w, h in pixels of the picture), "emotion" (the likeliest class)
-    and "probabilities" (class -> probability, the seven summing to 1). A picture of 96 px or less is taken
+    answer per face, left to right: "box" ([x, y, w, h] in pixels of the picture), "emotion" (the likeliest
+    class) and "probabilities" (class -> probability, the seven summing to 1). A picture of 96 px or less is taken
     as one face crop; a picture with no face found gives []; with no face finder installed a picture is taken
     whole (INSTALL says how to install one). `detector`: a face finder to use (default: the best installed)."""
     if isinstance(nets, torch.nn.Module):
@@ -192,9 +204,7 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
             _shared.append(best_detector())
         detector = _shared[0]
     boxes, _, angles = find(grey, detector)
-    return [{"box": tuple(int(v) for v in box), "emotion": data.CLASSES[int(p.argmax())],
-             "probabilities": {c: float(v) for c, v in zip(data.CLASSES, p)}}
-            for box, p in zip(boxes, classify(grey, boxes, nets, device, tta, angles=angles))]
+    return [answer(box, p) for box, p in zip(boxes, classify(grey, boxes, nets, device, tta, angles=angles))]
 
 
 def as_grey(image):

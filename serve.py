@@ -23,7 +23,6 @@ import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
 import torch
 
 import cli
@@ -94,7 +93,7 @@ class Emotions:
             shown = tracker.classified(probs)
             ids = tracker.ids
         return {"width": grey.shape[1], "height": grey.shape[0],
-                "faces": [face(box, p, track) for box, p, track in zip(boxes, shown, ids)]}
+                "faces": [faces.answer(box, p, track) for box, p, track in zip(boxes, shown, ids)]}
 
     def tracker(self, session):
         import cv2
@@ -111,7 +110,7 @@ class Emotions:
             probs = faces.classify(grey, boxes, self.nets, self.device, angles=angles)
         note = {"faces": "", "no face found": "no face found in this picture"}.get(how, f"taken whole: {how}")
         return {"width": grey.shape[1], "height": grey.shape[0], "note": note,
-                "faces": [face(box, p) for box, p in zip(boxes, probs)]}
+                "faces": [faces.answer(box, p) for box, p in zip(boxes, probs)]}
 
     def explain(self, grey, query):
         """The Grad-CAM figure of face ?face=N (0-based) of the photo, as gradcam.py draws it."""
@@ -139,14 +138,6 @@ class Emotions:
         fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
         plt.close(fig)
         return buffer.getvalue()
-
-
-def face(box, probs, track=None):
-    out = {"box": [int(v) for v in box], "emotion": data.CLASSES[int(np.argmax(probs))],
-           "probabilities": [round(float(v), 4) for v in probs]}
-    if track is not None:
-        out["track"] = int(track)
-    return out
 
 
 def decode(body):

@@ -133,13 +133,13 @@ def test_one_call_from_a_picture_to_its_faces_and_emotions(face, weights):
     finder = StandIn()
     finder.boxes = [[20, 20, 144, 144], [170, 20, 144, 144]]
     got = faces.emotions(Image.fromarray(scene).convert("RGB"), nets, detector=finder)
-    assert [f["box"] for f in got] == [(20, 20, 144, 144), (170, 20, 144, 144)]
+    assert [f["box"] for f in got] == [[20, 20, 144, 144], [170, 20, 144, 144]]
     probs = inference.predict_proba(nets, torch.from_numpy(np.stack([face, face[:, ::-1].copy()])), "cpu").numpy()
     for f, p in zip(got, probs):
         assert list(f["probabilities"]) == list(data.CLASSES) and f["emotion"] == data.CLASSES[int(p.argmax())]
         assert np.allclose(list(f["probabilities"].values()), p, atol=1e-5)
     assert faces.emotions(scene, nets, detector=StandIn()) == []  # no face found: no answer
-    assert faces.emotions(face, nets)[0]["box"] == (0, 0, 48, 48)  # a crop already
+    assert faces.emotions(face, nets)[0]["box"] == [0, 0, 48, 48]  # a crop already
     with pytest.raises(TypeError, match="a path, a numpy array or a PIL image"):
         faces.emotions(42, nets)
     assert faces.emotions(face, nets[0]) == faces.emotions(face, nets)  # one network is an ensemble of one
@@ -167,9 +167,9 @@ def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkey
     found = json.loads((tmp_path / "f.json").read_text())["images"]
     assert [f["box"] for f in found[0]["faces"]] == [[20, 20, 144, 144], [170, 20, 144, 144]]
     assert found[1]["whole"] and found[1]["faces"][0]["box"] == [0, 0, 48, 48]
-    probs = found[0]["faces"][0]["probs"]
-    assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-4
-    assert found[0]["faces"][0]["emotion"] == data.CLASSES[int(np.argmax(probs))]
+    probs = found[0]["faces"][0]["probabilities"]  # one answer shape everywhere (faces.answer)
+    assert list(probs) == list(data.CLASSES) and abs(sum(probs.values()) - 1) < 1e-4
+    assert found[0]["faces"][0]["emotion"] == max(probs, key=probs.get)
     marked = np.asarray(Image.open(tmp_path / "marked" / "two_faces.png"))
     green = (marked[:, :, 1] > 200) & (marked[:, :, 0] < 60) & (marked[:, :, 2] < 60)
     assert marked.shape == (240, 320, 3) and green[40:160, 20].mean() > 0.9  # the photo, with a green box
@@ -302,7 +302,9 @@ def test_a_video_is_analysed_into_a_table_and_a_plot_of_each_faces_emotions(tmp_
     assert code == 0, err
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
     assert len(rows) == 24 and "24 rows, 2 face track(s)" in out
-    assert list(rows[0])[:7] == ["frame", "seconds", "track", "x", "y", "w", "h"] and list(rows[0])[7:] == list(data.CLASSES)
+    assert list(rows[0])[:8] == ["frame", "seconds", "track", "x", "y", "w", "h", "emotion"]
+    assert list(rows[0])[8:] == list(data.CLASSES)
+    assert all(r["emotion"] == max(data.CLASSES, key=lambda c: float(r[c])) for r in rows)
     assert {r["track"] for r in rows} == {"1", "2"} and float(rows[-1]["seconds"]) == 1.1  # frame 11 at 10 frames/s
     assert all(abs(sum(float(r[c]) for c in data.CLASSES) - 1) < 1e-3 for r in rows)
     assert (tmp_path / "e.png").stat().st_size > 10000
@@ -333,3 +335,20 @@ def test_mtcnn_finds_34_of_40_fer2013_faces_in_scenes_with_at_most_2_false(fer20
     found, false, _, _ = measure_faces.count(mtcnn.MTCNNDetector(min_size=faces.MIN_SIZE),
                                              measure_faces.scenes_with_faces(rng, images, 20))
     assert found >= 34 and false <= 2, (found, false)  # measured: 37 found, 2 false
+
+
+def test_the_readmes_python_call_runs_from_another_folder(tmp_path, monkeypatch, face):
+    """The README's snippet as a user runs it: from their own folder, the clone put on the path, the shipped
+    weights named as the README names them."""
+    import os
+    import re
+    from conftest import ROOT
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    Image.fromarray(face).save(tmp_path / "group.jpg")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))  # the snippet's insert is undone after
+    printed = []
+    exec(code.replace("path/to/fer2013-resnet", ROOT), {"print": lambda *a: printed.append(a)})
+    (box, emotion, happy), = printed
+    assert box == [0, 0, 48, 48] and emotion in data.CLASSES and 0 <= happy <= 1
