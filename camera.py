@@ -226,9 +226,10 @@ def plot_emotions(path, rows, source, most=6):
         ax.set_ylabel(f"face {i}, %")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-    if not shown:
+    if shown:
+        axes[0, 0].legend(ncol=7, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    else:  # nothing to name in a legend
         axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)
-    axes[0, 0].legend(ncol=7, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     axes[-1, 0].set_xlabel("seconds")
     fig.suptitle(f"Emotions over time: {os.path.basename(str(source))}", y=1.0)
     fig.tight_layout()

@@ -94,6 +94,10 @@ def read_file(path):
     except Exception as e:  # truncated, not a torch file, or holds objects that are not plain data
         # torch colours parts of its message for terminals
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+        if "Weights only load failed" in text:  # torch's own explanation runs over many lines
+            raise WeightsError(f"{path}: not a usable weights file: it holds code or objects, not only tensors "
+                               f"and plain data, and is refused for safety (loading it could run that code)") \
+                from None
         first = text.splitlines()[0] if text else type(e).__name__
         raise WeightsError(f"{path}: not a usable weights file ({first[:160]})") from None
 

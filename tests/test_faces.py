@@ -352,3 +352,12 @@ def test_the_readmes_python_call_runs_from_another_folder(tmp_path, monkeypatch,
     exec(code.replace("path/to/fer2013-resnet", ROOT), {"print": lambda *a: printed.append(a)})
     (box, emotion, happy), = printed
     assert box == [0, 0, 48, 48] and emotion in data.CLASSES and 0 <= happy <= 1
+
+
+def test_a_video_without_faces_plots_no_face_found_without_a_warning(tmp_path):
+    import warnings
+    import camera
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warned of an empty legend
+        camera.plot_emotions(tmp_path / "e.png", [], "clip.mp4")
+    assert (tmp_path / "e.png").stat().st_size > 1000

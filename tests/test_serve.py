@@ -258,6 +258,8 @@ def test_the_page_shows_the_camera_faces_and_a_photos_as_camera_py_reads_them(se
         page.wait_for_selector("#live li", timeout=60000)
         live = page.inner_text("#live li")
         page.screenshot(path=str(shots / "live.png"))
+        page.wait_for_function("pageStats.frames >= 3", timeout=60000)  # two frames in flight, answers drawn
+        assert page.evaluate("pageStats.faces") == 1 and page.evaluate("pageStats.latencies.length") >= 3
         assert live.startswith("face 1: " + data.CLASSES[int(expected.argmax())]), (live, expected)
         assert abs(int(live.split()[-1].rstrip("%")) - round(100 * expected.max())) <= 3
         page.set_input_files("#file", str(shots / "photo.png"))

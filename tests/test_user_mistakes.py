@@ -211,7 +211,7 @@ def test_pickled_code_is_refused_without_terminal_colour_codes(tmp_path):
     torch.save({"x": Pickled()}, tmp_path / "evil2.pth")
     for name in ("evil.pth", "evil2.pth"):
         result = run_main("evaluate.py", "--weights", tmp_path / name, "--images", "x.png")
-        one_line(result, 1, name, "not a usable weights file")
+        one_line(result, 1, name, "not a usable weights file", "refused for safety")
         assert "\x1b" not in result[2]
 
 
