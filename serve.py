@@ -170,6 +170,8 @@ def make_handler(emotions):
         def do_GET(self):
             try:
                 self.check_host()
+                if urlparse(self.path).path == "/favicon.ico":  # the page names none; others ask anyway
+                    return self.send(204, "image/x-icon", b"")
                 if urlparse(self.path).path not in ("/", "/index.html"):
                     raise Refused(404, f"no such address: {urlparse(self.path).path}")
             except Refused as e:

@@ -254,9 +254,13 @@ def test_the_page_shows_the_camera_faces_and_a_photos_as_camera_py_reads_them(se
     with sync_playwright() as p:
         b = browser(p, shots / "camera.y4m")
         page = b.new_page(viewport={"width": 1100, "height": 1300})
+        statuses = []
+        page.on("response", lambda r: statuses.append(r.status))
         page.goto(url)
         page.wait_for_selector("#live li", timeout=60000)
-        live = page.inner_text("#live li")
+        live = page.inner_text("#live li").splitlines()[0]
+        seven = page.inner_text("#live li .probs")  # every class by name, with its percentage
+        assert all(f"{c} " in seven for c in data.CLASSES) and seven.count("%") == 7
         page.screenshot(path=str(shots / "live.png"))
         page.wait_for_function("pageStats.frames >= 3", timeout=60000)  # two frames in flight, answers drawn
         assert page.evaluate("pageStats.faces") == 1 and page.evaluate("pageStats.latencies.length") >= 3
@@ -265,12 +269,17 @@ def test_the_page_shows_the_camera_faces_and_a_photos_as_camera_py_reads_them(se
         page.set_input_files("#file", str(shots / "photo.png"))
         page.wait_for_selector("#photo-faces li", timeout=60000)
         assert page.inner_text("#photo-faces li").startswith("face 1: " + data.CLASSES[int(expected.argmax())])
+        assert page.inner_text("#photo-note").startswith("photo.png: ")
+        cam, photo = (page.locator(f"#{k}").bounding_box() for k in ("cam", "photo"))
         page.click("#photo", position={"x": (BOX[0] + 20) * 0.99, "y": (BOX[1] + 20) * 0.99})
         page.wait_for_function("document.getElementById('cam').naturalWidth > 0", timeout=60000)
         page.screenshot(path=str(shots / "photo_gradcam.png"), full_page=True)
+        cam = page.locator("#cam").bounding_box()
+        assert cam["x"] > photo["x"] + photo["width"] - 1 and cam["y"] < photo["y"] + photo["height"]  # beside it
         page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "image/png", "buffer": b"hello"}])
         page.wait_for_function("document.getElementById('photo-note').classList.contains('error')")
-        assert "not a picture" in page.inner_text("#photo-note")
+        assert page.inner_text("#photo-note").startswith("notes.txt: ") and "not a picture" in page.inner_text("#photo-note")
+        assert 404 not in statuses  # no favicon or other request the server does not know
         b.close()
         b = browser(p)  # no fake camera, no permission: the camera is refused
         page = b.new_page()
