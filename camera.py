@@ -222,7 +222,7 @@ def plot_emotions(path, rows, source, most=6):
             smooth = pr if smooth is None else SMOOTH * smooth + (1 - SMOOTH) * pr
             curves.append(smooth)
         for c, name in enumerate(data.CLASSES):
-            ax.plot(times, [100 * p[c] for p in curves], label=name, lw=1.4)
+            ax.plot(times, [100 * p[c] for p in curves], label=name, lw=1.4, color=faces.PALETTE[c])
         ax.set_ylabel(f"face {i}, %")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)

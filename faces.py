@@ -176,6 +176,9 @@ def answer(box, probs, track=None):
     return out
 
 
+# Each class's colour wherever classes are drawn: the page's bars and legend, camera.py's plot over time.
+PALETTE = ("#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e", "#7f7f7f")  # data.CLASSES order
+
 _shared = []  # emotions()'s face finder, built on its first use
 
 

@@ -140,6 +140,15 @@ class Emotions:
         return buffer.getvalue()
 
 
+def page():
+    """serve.html with the class list and palette written in, so the page names and colours the classes as
+    every other picture of this project does."""
+    with open(PAGE, encoding="utf-8") as f:
+        html = f.read()
+    return html.replace("__CLASSES__", json.dumps(list(data.CLASSES))).replace(
+        "__PALETTE__", json.dumps(list(faces.PALETTE))).encode()
+
+
 def decode(body):
     """Uploaded bytes -> uint8 grey [H, W], in memory; anything but a picture is a 400/413 with one line."""
     from PIL import Image, ImageOps
@@ -176,8 +185,7 @@ def make_handler(emotions):
                     raise Refused(404, f"no such address: {urlparse(self.path).path}")
             except Refused as e:
                 return self.refuse(e)
-            with open(PAGE, "rb") as f:
-                self.send(200, "text/html; charset=utf-8", f.read())
+            self.send(200, "text/html; charset=utf-8", page())
 
         def do_POST(self):
             url = urlparse(self.path)

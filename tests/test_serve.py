@@ -442,3 +442,22 @@ def test_under_load_every_request_is_answered_and_nothing_grows_without_bound(mo
     assert "dropped without an answer: 0; tracebacks: 0" in r.stdout
     threads = int(r.stdout.split(" server threads")[0].rsplit(" ", 1)[1])
     assert threads <= serve.MAX_CONNECTIONS
+
+
+def test_the_page_names_and_colours_the_classes_as_every_picture_does(server, monkeypatch, tmp_path):
+    """One class list and one palette: the page gets both from the server; camera.py's plot draws with them."""
+    import camera
+    import matplotlib.axes
+    url, _, _, _ = server
+    with urllib.request.urlopen(url + "/", timeout=30) as r:
+        html = r.read().decode()
+    assert f"const CLASSES = {json.dumps(list(data.CLASSES))};" in html
+    assert f"const COLOURS = {json.dumps(list(faces.PALETTE))};" in html
+    drawn, real = {}, matplotlib.axes.Axes.plot
+
+    def plot(self, *args, **kwargs):
+        drawn[kwargs["label"]] = kwargs["color"]
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    camera.plot_emotions(tmp_path / "e.png", [(0, 0.0, 1, (0, 0, 9, 9), np.eye(7)[3])], "clip.mp4")
+    assert drawn == dict(zip(data.CLASSES, faces.PALETTE))
