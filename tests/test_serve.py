@@ -461,3 +461,14 @@ def test_the_page_names_and_colours_the_classes_as_every_picture_does(server, mo
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
     camera.plot_emotions(tmp_path / "e.png", [(0, 0.0, 1, (0, 0, 9, 9), np.eye(7)[3])], "clip.mp4")
     assert drawn == dict(zip(data.CLASSES, faces.PALETTE))
+
+
+def test_the_page_benchmark_without_its_tools_is_one_line(monkeypatch, tmp_path):
+    from conftest import run_here
+    from tools import page_speed
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no Chromium here
+    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    r = run_here(page_speed, "--weights", tmp_path / "m.pth")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr
+    assert "needs Chromium" in lines[0] or "needs playwright" in lines[0] or "OpenCV" in lines[0], lines

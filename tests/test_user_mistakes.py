@@ -903,3 +903,11 @@ def test_batchnorm_statistics_on_missing_weights_or_data_is_one_line(tmp_path):
              "--data", "x.csv")
     one_line(run_main("train.py", "--data", "synthetic", "--interpolation", "cubic"), 2, "--interpolation",
              "cubic")
+
+
+def test_a_recipe_that_cannot_be_read_is_one_line(tmp_path):
+    one_line(run_main("train.py", f"@{tmp_path / 'nope.txt'}", *FAST), 2, "nope.txt: cannot read this recipe file")
+    (tmp_path / "open.txt").write_text("--model 'resnet\n")
+    one_line(run_main("train.py", f"@{tmp_path / 'open.txt'}", *FAST), 2, "open.txt: not a recipe file")
+    (tmp_path / "typo.txt").write_text("# a recipe with a misspelt flag\n--epoch 3\n")
+    one_line(run_main("train.py", f"@{tmp_path / 'typo.txt'}", *FAST), 2, "unrecognized arguments: --epoch 3")

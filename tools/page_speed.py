@@ -98,6 +98,13 @@ def main(argv=None):
     p.add_argument("--data", default="data/fer2013.csv", help="where a real face to show comes from (else synthetic)")
     args = p.parse_args(argv)
     faces.opencv()  # one line, not a traceback, where OpenCV is missing
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        raise cli.UserError("needs playwright and Chromium (what .ci/run installs): pip install playwright==1.65.2; "
+                            "apt-get install chromium") from None
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        raise cli.UserError("needs Chromium: apt-get install chromium")
     server = serve.make_server(args.weights, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     picture = scene(args.data)
