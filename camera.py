@@ -195,11 +195,8 @@ def main(argv=None):
 def write_csv(path, rows):
     """A row per frame and face: the frame, its time in seconds, then the face's answer (faces.answer): its
     track, box, emotion and the network's seven probabilities for that frame (not smoothed)."""
-    head = ["frame", "seconds", "track", "x", "y", "w", "h", "emotion", *data.CLASSES]
-    lines = [",".join(head)] + [
-        ",".join([str(f), f"{t:.3f}", str(i), *map(str, map(int, box)), data.CLASSES[int(np.argmax(pr))],
-                  *(f"{v:.4f}" for v in pr)])
-        for f, t, i, box, pr in rows]
+    lines = [",".join(faces.VIDEO_COLUMNS)] + [
+        ",".join(str(v) for v in faces.video_row(f, t, i, box, pr).values()) for f, t, i, box, pr in rows]
     files.atomic_write(path, "\n".join(lines) + "\n")
 
 

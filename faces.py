@@ -176,6 +176,51 @@ def answer(box, probs, track=None):
     return out
 
 
+# A video's answers as a table: a row per frame and face, the answer's fields flattened (camera.py --csv, video_emotions).
+VIDEO_COLUMNS = ("frame", "seconds", "track", "x", "y", "w", "h", "emotion", *data.CLASSES)
+
+
+def video_row(frame, seconds, track, box, probs):
+    a = answer(box, probs, track)
+    return {"frame": frame, "seconds": round(seconds, 3), "track": a["track"], **dict(zip("xywh", a["box"])),
+            "emotion": a["emotion"], **a["probabilities"]}
+
+
+def video_emotions(path, nets, device="cpu", tta=False, detector=None):
+    """Every face in every frame of a video file, as a pandas DataFrame of VIDEO_COLUMNS: the rows camera.py --csv
+    writes, its faces followed between detections (tracking.py) and classified frame by frame (not smoothed).
+
+        table = faces.video_emotions("clip.mp4", nets)
+        table.groupby("track")["emotion"].agg(lambda e: e.mode()[0])      # each face's commonest emotion
+    """
+    import pandas as pd
+    import tracking
+    cv2 = opencv()
+    detector = detector or best_detector(min_size=round(MIN_SIZE * tracking.DETECT_SCALE))
+    if detector is None:
+        raise data.DataError(f"no face finder is installed: {INSTALL}")
+    if not os.path.isfile(str(path)):
+        raise data.DataError(f"{path}: no such video file")
+    cap = cv2.VideoCapture(str(path))
+    fps, tracker, rows, frame = cap.get(cv2.CAP_PROP_FPS) or 30.0, tracking.Tracker(cv2, detector), [], 0
+    try:
+        while True:
+            ok, picture = cap.read()
+            if not ok:
+                break
+            grey = cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY)
+            boxes = tracker.boxes(grey)
+            probs = classify(grey, boxes, nets, device, tta)
+            tracker.classified(probs)
+            rows += [video_row(frame, frame / fps, i, box, p) for i, box, p in zip(tracker.ids, boxes, probs)]
+            frame += 1
+    finally:
+        cap.release()
+    if frame == 0:
+        raise data.DataError(f"{path}: no frame could be read as video")
+    return pd.DataFrame(rows, columns=list(VIDEO_COLUMNS))
+
+
 # Each class's colour wherever classes are drawn: the page's bars and legend, camera.py's plot over time.
 PALETTE = ("#d62728", "#8c564b", "#9467bd", "#2ca02c", "#1f77b4", "#ff7f0e", "#7f7f7f")  # data.CLASSES order
 

@@ -361,3 +361,21 @@ def test_a_video_without_faces_plots_no_face_found_without_a_warning(tmp_path):
         warnings.simplefilter("error")  # matplotlib warned of an empty legend
         camera.plot_emotions(tmp_path / "e.png", [], "clip.mp4")
     assert (tmp_path / "e.png").stat().st_size > 1000
+
+
+@needs_opencv
+def test_a_videos_answers_are_one_call_away_as_the_csvs_table(tmp_path, monkeypatch, face, weights):
+    import pandas as pd
+    video = moving_face_video(tmp_path / "clip.avi", face, 12)
+    monkeypatch.setattr(faces, "best_detector", StandIn)
+    monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144], [200, 20, 90, 90]])
+    nets = inference.load_nets([weights], "cpu")
+    table = faces.video_emotions(video, nets)
+    assert list(table.columns) == list(faces.VIDEO_COLUMNS) and len(table) == 24
+    assert run_main("camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv")[0] == 0
+    csv = pd.read_csv(tmp_path / "e.csv")
+    assert (csv[["frame", "track", "x", "y", "w", "h", "emotion"]] == table[["frame", "track", "x", "y", "w", "h",
+                                                                            "emotion"]]).all().all()
+    assert np.allclose(csv[list(data.CLASSES)], table[list(data.CLASSES)], atol=1e-5)
+    with pytest.raises(data.DataError, match="nothing.avi: no such video file"):
+        faces.video_emotions(tmp_path / "nothing.avi", nets)
