@@ -82,7 +82,7 @@ def check(args, p, device):
             how = "continue it with --resume " + os.path.join(args.out, "checkpoint.pth") \
                 if "checkpoint.pth" in held else "its checkpoint.pth is gone, so it cannot be continued"
             p.error(f"--out {args.out} already holds a run ({', '.join(held)}): {how}, or choose another --out")
-    if args.schedule == "plateau" and args.plateau_on == "val-loss" and \
-            0 < args.early_stop <= args.plateau_patience and not args.resume:
+    if args.schedule == "plateau" and args.plateau_on == "val-loss" and int(os.environ.get("RANK", 0)) == 0 and \
+            0 < args.early_stop <= args.plateau_patience and not args.resume:  # said once under torchrun
         print(f"note: --early-stop {args.early_stop} ends the run before --plateau-patience "
               f"{args.plateau_patience} can lower the learning rate (a patience under the early stop lets it act)")
