@@ -606,6 +606,19 @@ def test_weights_trained_on_val_warn_when_scored_on_val(tmp_path):
     assert code == 0 and "warning:" in out and "--train-on-val" in out, err
     code, out, _ = run_main("evaluate.py", "--weights", tmp_path / "run" / "model.pth", "--data", "synthetic")
     assert "warning:" not in out  # test was held out
+    train.main(FAST + ["--epochs", "1", "--out", str(tmp_path / "held")])  # an ensemble: only one trained on val
+    code, out, _ = run_main("evaluate.py", "--weights", tmp_path / "run" / "model.pth", tmp_path / "held" / "model.pth",
+                            "--data", "synthetic", "--split", "val")
+    warning = next(line for line in out.splitlines() if line.startswith("warning:"))
+    assert str(tmp_path / "run" / "model.pth") in warning and str(tmp_path / "held") not in warning
+
+
+def test_a_folder_with_only_train_and_train_on_val_says_val_was_trained_on(tmp_path, faces, capsys):
+    import train
+    root = image_tree(tmp_path / "tree", ("train",), faces)
+    train.main(FAST[2:] + ["--data", str(root), "--epochs", "1", "--train-on-val", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert "trained on too" in out and "held out by train.py" not in out
 
 
 def test_resume_applies_the_optimiser_flags_it_is_given(tmp_path):
