@@ -96,7 +96,10 @@ class Emotions:
                 "faces": [faces.answer(box, p, track) for box, p, track in zip(boxes, shown, ids)]}
 
     def tracker(self, session):
-        import cv2
+        try:
+            cv2 = faces.opencv()  # the tracker follows faces with OpenCV, whichever finder finds them
+        except data.DataError as e:
+            raise Refused(501, f"following faces in camera frames needs OpenCV, an optional extra: {e}") from None
         with self.lock:
             if session not in self.trackers:
                 if len(self.trackers) >= SESSIONS:

@@ -472,3 +472,16 @@ def test_the_page_benchmark_without_its_tools_is_one_line(monkeypatch, tmp_path)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr
     assert "needs Chromium" in lines[0] or "needs playwright" in lines[0] or "OpenCV" in lines[0], lines
+
+
+def test_a_frame_without_opencv_is_a_501_with_one_line_not_a_traceback(server, monkeypatch, capfd):
+    """A face finder that needs no OpenCV (MTCNN) beside no OpenCV: frames cannot be followed, photos still work."""
+    url, _, face, _ = server
+
+    def missing():
+        raise data.DataError("finding faces needs OpenCV, an optional extra: pip install -r requirements-faces.txt")
+    monkeypatch.setattr(faces, "opencv", missing)
+    status, _, body = post(url + "/frame?session=nocv", png(scene(face)))
+    assert status == 501 and "needs OpenCV" in json.loads(body)["error"]
+    assert post(url + "/photo", png(scene(face)))[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
