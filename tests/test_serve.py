@@ -485,3 +485,23 @@ def test_a_frame_without_opencv_is_a_501_with_one_line_not_a_traceback(server, m
     assert status == 501 and "needs OpenCV" in json.loads(body)["error"]
     assert post(url + "/photo", png(scene(face)))[0] == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_an_ipv6_host_is_served_and_named(tmp_path):
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    s = serve.make_server([tmp_path / "m.pth"], host="::1", port=0)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        port = s.server_address[1]
+        assert s.url() == f"http://[::1]:{port}"
+        with urllib.request.urlopen(f"http://[::1]:{port}/", timeout=30) as r:
+            assert r.status == 200 and b"CLASSES" in r.read()
+    finally:
+        s.shutdown()
+        s.server_close()
