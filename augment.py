@@ -1,11 +1,9 @@
 """Augmentation as tensor ops on whole batches on the device (after airbench): the report's flip +
-RandomAffine, random erasing, mixup and CutMix for training, and the ten views of test-time augmentation.
+RandomAffine and random erasing for training, and the ten views of test-time augmentation.
 
-Every random draw comes from a generator on the batch's device (or, for mixing, plain host numbers), so
-nothing crosses between host and device inside a training step.
+Every random draw comes from a generator on the batch's device, so nothing crosses between host and device
+inside a training step.
 """
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -65,29 +63,6 @@ def random_erase(x, rand, p, area=(0.02, 0.2), ratio=(0.3, 3.3)):
     box = ((ys >= top[:, None, None]) & (ys < (top + eh)[:, None, None]) &
            (xs >= left[:, None, None]) & (xs < (left + ew)[:, None, None]) & (rand(b) < p)[:, None, None])
     return x.masked_fill(box[:, None], 0.0)
-
-
-def mix(x, y, rng, mixup=0.0, cutmix=0.0):
-    """Mixup (Zhang et al. 2018: blend) or CutMix (Yun et al. 2019: paste a box) of each image with its
-    partner in the reversed batch. Returns (images, partner labels, lam): the loss is lam * CE(y) + (1 -
-    lam) * CE(partner). With both alphas 0 the batch is returned unchanged with lam = 1. `rng` is a numpy
-    RandomState on the host, so lam and the box are plain numbers: nothing to sync with the device."""
-    if not mixup and not cutmix:
-        return x, y, 1.0
-    use_cutmix = cutmix > 0 and (mixup == 0 or rng.rand() < 0.5)
-    alpha = cutmix if use_cutmix else mixup
-    lam = float(rng.beta(alpha, alpha))
-    partner = x.flip(0)
-    if not use_cutmix:
-        return x.lerp(partner, 1 - lam), y.flip(0), lam
-    h, w = x.shape[-2:]
-    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-    cy, cx = rng.randint(h), rng.randint(w)
-    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h - cut_h // 2, h)
-    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w - cut_w // 2, w)
-    x = x.clone()
-    x[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
-    return x, y.flip(0), 1 - (bottom - top) * (right - left) / (h * w)  # the box's true share, after clipping
 
 
 TTA_WARPS = ((0.0, 0.9), (0.0, 1.1), (-6.0, 1.0), (6.0, 1.0))  # (degrees, zoom) besides the image as it is

@@ -213,14 +213,22 @@ CHECKPOINT_KINDS = {"config": dict, "epoch": int, "history": list, "best_val_los
                     "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict}
 
 
-def renamed(config):
+REMOVED = ("mixup", "cutmix")  # flags measured, found to cost accuracy (docs/results.md) and deleted
+
+
+def renamed(config, path):
     """A configuration under today's flag names: runs started before a flag was renamed resume as they were
-    (--head softmax is now --double-softmax), and runs started before a flag existed keep what they ran."""
+    (--head softmax is now --double-softmax), and runs started before a flag existed keep what they ran. A
+    run that used a deleted flag cannot go on as it was: refused in one line."""
     config = dict(config)
     config.setdefault("interpolation", "bilinear")  # every run before the flag warped bilinearly
     config.setdefault("plateau_on", "val-loss")  # and every plateau run before its flag watched the validation loss
     if "head" in config:
         config["double_softmax"] = config.pop("head") == "softmax"
+    for flag in REMOVED:
+        if config.pop(flag, 0):
+            raise WeightsError(f"{path}: the run trains with --{flag}, which this version no longer has (it lowered "
+                               f"accuracy: docs/results.md); finish it with the commit that started it")
     return config
 
 
@@ -319,7 +327,7 @@ def set_numpy_rng_state(rng, saved):
 def rng_state(trainer, augment_ranks):
     return {"torch": torch.get_rng_state(), "sampler": trainer.sampler_gen.get_state(),
             "augment": augment_ranks[0], "augment_ranks": augment_ranks, "numpy": numpy_rng_state(np.random),
-            "mix": numpy_rng_state(trainer.mix_rng), "python": list(random.getstate()[1]),
+            "python": list(random.getstate()[1]),
             "cuda": torch.cuda.get_rng_state() if trainer.device.type == "cuda" else torch.empty(0)}
 
 
@@ -337,8 +345,6 @@ def set_rng_state(trainer, rng, saved_world, saved_device, epoch, path):
                   f"draws continue from a fresh seed, so the run is not bit-identical to one that never "
                   f"stopped", flush=True)
     set_numpy_rng_state(np.random, rng["numpy"])
-    if "mix" in rng:  # checkpoints from before --mixup/--cutmix have no such state
-        set_numpy_rng_state(trainer.mix_rng, rng["mix"])
     random.setstate((3, tuple(rng["python"]), None))
     if trainer.device.type == "cuda" and saved_device == "cuda" and rng["cuda"].numel():
         torch.cuda.set_rng_state(rng["cuda"])

@@ -1,10 +1,9 @@
-"""Accuracy, per-class precision/recall/F1 and the confusion matrix of trained weights; or predictions for
-your own face images.
+"""Accuracy, per-class precision/recall/F1 and the confusion matrix of trained weights.
 
     python evaluate.py --weights model.pth [--data PATH] [--split test|val|train|all|val+test] [--tta] [--json m.json]
     python evaluate.py --weights a.pth b.pth --tta          an ensemble: probabilities averaged over the files
-    python evaluate.py --weights model.pth --images photo.jpg [--out DIR] [--json faces.json]
-                                        every face in each photo: its box and top-3 emotions (faces.py)
+
+Your own photos' faces: app/photos.py.
 """
 import os
 
@@ -13,7 +12,6 @@ import torch
 
 import cli
 import data
-import faces
 import files
 import inference
 
@@ -79,51 +77,6 @@ def trained_on(net, path, splits):
         and os.path.samefile(trained, path)
 
 
-def top3(probs):
-    top = probs.topk(3)
-    return ", ".join(f"{data.CLASSES[i]} {100 * v:.1f}%" for v, i in zip(top.values, top.indices))
-
-
-def predict_files(nets, args, device):
-    """Every face in every picture: one line per picture classified whole, else a line per face with its
-    box."""
-    from PIL import Image
-    found = []
-    names = files.unique_names(args.images, "_faces.png") if args.out else []
-    for name in names:  # a photo named like another's output is never replaced by it
-        files.check_writable(os.path.join(args.out, name), inputs=args.images)
-    unread = []
-    for k, (path, grey, boxes, how, angles) in enumerate(faces.find_in_files(args.images)):
-        if grey is None:  # go on with the others; said again at the end
-            print(f"skipped {how}")
-            unread.append(how)
-            found.append({"file": str(path), "error": how})
-            continue
-        probs = torch.from_numpy(faces.classify(grey, boxes, nets, device, args.tta, angles=angles))
-        if how == "faces":
-            print(f"{path}: {len(boxes)} face{'s' * (len(boxes) > 1)}")
-            for n, (box, pr) in enumerate(zip(boxes, probs), 1):
-                print(f"  face {n} at x={box[0]} y={box[1]} w={box[2]} h={box[3]}: {top3(pr)}")
-        elif how == "no face found":
-            print(f"{path}: no face found")
-        else:
-            print(f"{path} (classified whole: {how}): {top3(probs[0])}")
-        found.append({"file": str(path), "whole": how not in ("faces", "no face found"), "note": how,
-                      "faces": [faces.answer(box, pr.numpy()) for box, pr in zip(boxes, probs)]})
-        if args.out:
-            texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * float(pr.max()):.0f}%" for pr in probs]
-            marked = faces.label_faces(faces.read_rgb(path), boxes, texts)
-            name = os.path.join(args.out, names[k])
-            files.atomic_write(name, lambda t: Image.fromarray(marked).save(t))
-            print(f"  wrote {name}")
-    if args.json:
-        files.write_json(args.json, {"images": found})
-        print(f"wrote {args.json}")
-    if unread:
-        raise data.DataError(f"{len(unread)} of {len(args.images)} pictures could not be read, the rest were "
-                             f"answered: {unread[0]}{' ...' if len(unread) > 1 else ''}")
-
-
 def make_parser():
     p = cli.parser("evaluate.py", __doc__)
     p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
@@ -132,15 +85,10 @@ def make_parser():
                    help="default: test (PrivateTest on Kaggle's fer2013.csv) if the data has one, else every "
                    "image of data without splits, else val (PublicTest); val+test: PublicTest and "
                    "PrivateTest together, the 7,178 faces the report scored its 59%% on")
-    p.add_argument("--images", nargs="+", metavar="IMAGE",
-                   help="predict every face in these photos instead (a picture of 96 px or less, or with no "
-                   "face found, is classified whole)")
     p.add_argument("--tta", action="store_true", help="average over ten views: mirror x (as is, zoom 0.9 "
                    "and 1.1, rotation -6 and +6 degrees)")
-    p.add_argument("--out", help="folder for confusion_matrix.png; with --images, for each photo annotated "
-                   "with its faces (default: nothing written)")
-    p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion "
-                   "matrix; with --images, each face's box, emotion and probabilities")
+    p.add_argument("--out", help="folder for confusion_matrix.png (default: nothing written)")
+    p.add_argument("--json", metavar="PATH", help="write accuracy, per-class figures and the confusion matrix")
     cli.add_device_flag(p)
     return p
 
@@ -149,24 +97,14 @@ def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
     device = cli.pick_device(args.device)
-    inputs = [*args.weights, *(args.images or []), args.data]
+    inputs = [*args.weights, args.data]
     if args.json:  # every output checked before the work, not after the figures are written
         files.check_writable(args.json, inputs=inputs)
     if args.out:
         files.check_writable(args.out, folder=True, inputs=inputs)
-    if args.json and args.out:  # the JSON must not land on a picture this run writes, nor one on it
-        pictures = files.unique_names(args.images, "_faces.png") if args.images else ["confusion_matrix.png"]
-        if any(files.same_place(args.json, os.path.join(args.out, n)) for n in pictures):
-            p.error(f"--json {args.json}: is also where --out writes a picture; choose another name")
-    chose_data = cli.given_flags(argv) & {"data", "split"}
-    if args.images and chose_data:
-        p.error(f"--{sorted(chose_data)[0]} picks a data set to score; --images classifies the "
-                "faces in the photos given instead: use one of them")
+        if args.json and files.same_place(args.json, os.path.join(args.out, "confusion_matrix.png")):
+            p.error(f"--json {args.json}: is also where --out draws the confusion matrix; choose another name")
     nets = inference.load_nets(args.weights, device)
-
-    if args.images:
-        return predict_files(nets, args, device)
-
     if args.data != "synthetic" and not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder")
     splits = data.load(args.data, whole=True)

@@ -1,7 +1,7 @@
 """Grad-CAM (Selvaraju et al. 2017), by hand with hooks: which parts of a face drove the network's decision.
 
     python gradcam.py --weights model.pth --data PATH --out gradcam.png [--split test] [--n 8]
-    python gradcam.py --weights model.pth --images photo.jpg --out gradcam.png    every face found
+    python app/photos.py --weights model.pth --images photo.jpg --gradcam gradcam.png    your photos' faces
 
 For the chosen class c and a layer with activations A (channels k): weights a_k = mean over positions of
 d logit_c / d A_k; the map is ReLU(sum_k a_k A_k), upsampled to 48x48 and scaled to [0, 1] per image.
@@ -17,7 +17,6 @@ import torch.nn.functional as F
 import checkpoint
 import cli
 import data
-import faces
 import files
 import inference
 import model
@@ -130,6 +129,34 @@ def figure(images, maps, probs, titles, layer, truth=None, explained=None):
     return fig
 
 
+def layer_to_explain(p, net, asked, weights):
+    """The module --layer names, by default the network's last convolutional block (model.TARGET_LAYERS);
+    a wrong name is a one-line error that lists the right ones."""
+    name = next(key for key, make in model.MODELS.items() if type(net) is make)
+    if not asked and name not in model.TARGET_LAYERS:
+        p.error(f"{weights} holds a {name!r} network, which has no convolutional layer to explain")
+    layer = asked or model.TARGET_LAYERS[name]
+    if layer not in dict(net.named_modules()) or layer == "":
+        p.error(f"--layer {layer}: no such module in this {name} network; "
+                f"try one of {', '.join(conv_layers(net))}")
+    return layer
+
+
+def explain(p, net, images, titles, layer, cls, out, device, truth=None, probs=None):
+    """Grad-CAM of uint8 faces [N, 48, 48], drawn to `out` with a line per face; the predictions shown are
+    the network's on each face as it is, or `probs` where the caller has its own (with TTA, say)."""
+    try:
+        maps, logits = gradcam(net, next(data.batches(images, len(images), device)), layer, cls)
+    except LayerError as e:
+        p.error(f"--layer {layer}: {e}; try one of {', '.join(conv_layers(net))}")
+    probs = F.softmax(logits.float(), 1).cpu().numpy() if probs is None else probs
+    draw(images.numpy(), maps.cpu().numpy(), probs, titles, out, layer, truth,
+         None if cls is None else [cls] * len(images))
+    for t, pr in zip(titles, probs):
+        print(f"{t}: predicted {data.CLASSES[int(pr.argmax())]} {100 * pr.max():.1f}%")
+    print(f"wrote {out}")
+
+
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
 
@@ -148,7 +175,6 @@ def make_parser():
     p.add_argument("--weights", required=True, help="a model.pth")
     p.add_argument("--data", default="data/fer2013.csv", help="as train.py's --data")
     p.add_argument("--split", choices=data.SPLIT_CHOICES, help="default: as evaluate.py's")
-    p.add_argument("--images", nargs="+", metavar="IMAGE", help="explain these image files instead")
     p.add_argument("--n", type=cli.positive_int, default=8, help="how many images from the split")
     p.add_argument("--layer", help="the module to explain (default: the last residual block)")
     p.add_argument("--class", dest="cls", type=parse_class,
@@ -162,59 +188,23 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
-    chose_data = cli.given_flags(argv) & {"data", "split", "n", "seed"}
-    if args.images and chose_data:
-        p.error(f"--{sorted(chose_data)[0]} picks faces from a data set; --images explains the photos given "
-                "instead: use one of them")
     if os.path.splitext(args.out)[1].lower() not in IMAGE_FORMATS:
         p.error(f"--out {args.out}: name an image file ({', '.join(IMAGE_FORMATS)})")
     device = cli.pick_device(args.device)
-    files.check_writable(args.out, inputs=[args.weights, args.data, *(args.images or [])])
-    net, name = checkpoint.load_weights(args.weights, device)
-    if not args.layer and name not in model.TARGET_LAYERS:
-        p.error(f"{args.weights} holds a {name!r} network, which has no convolutional layer to explain")
-    layer = args.layer or model.TARGET_LAYERS[name]
-    if layer not in dict(net.named_modules()) or layer == "":
-        p.error(f"--layer {layer}: no such module in this {name} network; "
-                f"try one of {', '.join(conv_layers(net))}")
+    files.check_writable(args.out, inputs=[args.weights, args.data])
+    net, _ = checkpoint.load_weights(args.weights, device)
+    layer = layer_to_explain(p, net, args.layer, args.weights)
 
-    if args.images:  # every face in each photo, found and cut as evaluate.py --images does
-        crops, titles = [], []
-        for path, grey, boxes, how, angles in faces.find_in_files(args.images):
-            name = os.path.basename(path)[:18]
-            if grey is None:
-                print(f"skipped {how}")
-                continue
-            if how == "no face found":
-                print(f"{path}: no face found")
-            crops += list(faces.cut(grey, boxes, angles))
-            titles += [f"{name} #{k}" if how == "faces" else name for k in range(1, len(boxes) + 1)]
-        if not crops:
-            raise data.DataError(f"no face found in {', '.join(args.images)}: nothing to explain")
-        images = torch.from_numpy(np.stack(crops))
-        truth = None
-    else:
-        if args.data != "synthetic" and not os.path.exists(args.data):
-            p.error(f"--data {args.data}: no such file or folder")
-        splits = data.load(args.data, whole=True)
-        split, all_images, labels = data.choose_split(splits, args.split, args.data)
-        pred = inference.predict_proba([net], all_images, device).argmax(1)
-        idx = torch.from_numpy(pick(labels.numpy(), pred.numpy(), args.n, args.seed))
-        print(f"{len(idx)} faces from {splits.title(split)}"
-              f"{f' (--n {args.n}, but it holds only {len(idx)})' if len(idx) < args.n else ''}")
-        images = all_images[idx]
-        titles = [f"true {data.CLASSES[int(labels[i])]}" for i in idx]
-        truth = labels[idx].tolist()
-    try:
-        maps, logits = gradcam(net, next(data.batches(images, len(images), device)), layer, args.cls)
-    except LayerError as e:
-        p.error(f"--layer {layer}: {e}; try one of {', '.join(conv_layers(net))}")
-    probs = F.softmax(logits.float(), 1).cpu().numpy()
-    draw(images.numpy(), maps.cpu().numpy(), probs, titles, args.out, layer, truth,
-         None if args.cls is None else [args.cls] * len(images))
-    for t, pr in zip(titles, probs):
-        print(f"{t}: predicted {data.CLASSES[int(pr.argmax())]} {100 * pr.max():.1f}%")
-    print(f"wrote {args.out}")
+    if args.data != "synthetic" and not os.path.exists(args.data):
+        p.error(f"--data {args.data}: no such file or folder")
+    splits = data.load(args.data, whole=True)
+    split, all_images, labels = data.choose_split(splits, args.split, args.data)
+    pred = inference.predict_proba([net], all_images, device).argmax(1)
+    idx = torch.from_numpy(pick(labels.numpy(), pred.numpy(), args.n, args.seed))
+    print(f"{len(idx)} faces from {splits.title(split)}"
+          f"{f' (--n {args.n}, but it holds only {len(idx)})' if len(idx) < args.n else ''}")
+    titles = [f"true {data.CLASSES[int(labels[i])]}" for i in idx]
+    explain(p, net, all_images[idx], titles, layer, args.cls, args.out, device, truth=labels[idx].tolist())
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
-"""A run's folder: its lock while it trains, its name, and the record it keeps beside the weights
-(history.csv, curves.png), each written atomically so an interrupted run leaves the previous good file.
+"""A run's folder: its lock while it trains, its name, the record it keeps beside the weights (history.csv,
+curves.png), each written atomically so an interrupted run leaves the previous good file, and what a run that
+stops early says about it: what is saved and how to resume.
 """
+import contextlib
 import csv
 try:
     import fcntl  # the folder lock; Windows has none, and there a run folder is not locked
 except ImportError:
     fcntl = None
 import os
+import sys
 import time
 
+import torch
+
+import cli
 import files
 
 # The files that make a folder a run's: a new run refuses a folder holding any of them. config.json alone is
@@ -97,3 +103,39 @@ def plot_curves(out, history, trained_on_val=False):
     fig.tight_layout()
     files.atomic_write(os.path.join(out, "curves.png"), lambda t: fig.savefig(t, dpi=110))
     plt.close(fig)
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+class Progress:
+    """What a run has saved so far, and the one place a run that stops early says so: Ctrl-C or SIGTERM, a
+    diverged loss, running out of memory or disk all end in one line naming what is saved and how to resume."""
+
+    def __init__(self, out, saved_epoch, master):
+        self.out, self.saved_epoch, self.master = out, saved_epoch, master
+
+    def saved(self):
+        if self.saved_epoch < 1:
+            return f"no epoch was finished, so nothing was saved in {self.out}"
+        done = "epoch 1 is" if self.saved_epoch == 1 else f"epochs 1-{self.saved_epoch} are"
+        return f"{done} saved in {self.out}. Resume with: python train.py --resume " \
+               f"{os.path.join(self.out, 'checkpoint.pth')}"
+
+    @contextlib.contextmanager
+    def stops_in_one_line(self, bs):
+        try:
+            yield
+        except KeyboardInterrupt:  # Ctrl-C, and SIGTERM (cli.run turns it into this)
+            sys.exit(f"\ninterrupted; {self.saved()}" if self.master else 130)
+        except Diverged as e:
+            sys.exit(f"train.py: {e}; stopped, {self.saved()} (try a lower --lr, or --amp off)" if self.master else 1)
+        except (RuntimeError, MemoryError) as e:
+            if not cli.out_of_memory(e):
+                raise
+            where = "GPU" if isinstance(e, torch.cuda.OutOfMemoryError) else "CPU"
+            sys.exit(f"train.py: out of {where} memory at --bs {bs}; try --bs {max(1, bs // 2)}; {self.saved()}"
+                     if self.master else 1)
+        except cli.UserError as e:  # an output that could not be written (a full disk)
+            raise type(e)(f"{e}; {self.saved()}") from None

@@ -21,7 +21,6 @@ has the figures.
 Reads top to bottom: the flags, the optimiser and schedule, the loss, the Trainer (its step is
 `Trainer.train_step`), `validate`, then `run`: the epoch loop, validation, the schedule step and saving.
 """
-import contextlib
 import copy
 import math
 import os
@@ -29,7 +28,6 @@ import shlex
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -91,9 +89,6 @@ def make_parser():
     p.add_argument("--interpolation", choices=["nearest", "bilinear"], default="nearest",
                    help="how the affine warp resamples (RandomAffine's default: nearest)")
     p.add_argument("--erase", type=cli.probability, default=0.0, help="random-erasing probability")
-    mix_alpha = ranged(float, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
-    p.add_argument("--mixup", type=mix_alpha, default=0.0, metavar="ALPHA", help="mixup's Beta(ALPHA, ALPHA) (0: off)")
-    p.add_argument("--cutmix", type=mix_alpha, default=0.0, metavar="ALPHA", help="CutMix's Beta(ALPHA, ALPHA) (0: off)")
     p.add_argument("--teacher", metavar="PROBS", help="distil these probabilities (tools/teacher.py) into the network")
     p.add_argument("--teacher-weight", type=ranged(float, lambda v: 0 <= v <= 1, "in [0, 1]"), default=0.5,
                    help="the teacher's share of the loss")
@@ -239,7 +234,6 @@ class Trainer:
         self.sample_weights = data.class_weights(self.train_y.cpu())
         # augmentation draws, on the device: each rank its own stream (rank 0's is the one-process stream)
         self.aug_gen = torch.Generator(device).manual_seed(args.seed + 1 + 1000003 * rank)
-        self.mix_rng = np.random.RandomState(args.seed)  # mixup/CutMix draws: on the host, so nothing to sync
         counts = data.class_counts(self.train_y.cpu()).float()
         self.loss_weights = (len(counts) * (1 / counts) / (1 / counts).sum()).to(device) \
             if args.class_weighted_loss else None
@@ -273,16 +267,11 @@ class Trainer:
         x = augment.augment(x_uint8[:, None].float().div_(255), self.aug_gen, a.flip, a.degrees, a.translate,
                             a.scale, a.erase, a.interpolation)
         x = data.normalize(x).contiguous(memory_format=torch.channels_last)
-        x, y_partner, lam = augment.mix(x, y, self.mix_rng, a.mixup, a.cutmix)
         with self.autocast():
             logits = self.step_net(x)
             loss = self.loss(logits, y)
-            if lam < 1:  # a host number: mixing off costs no second cross-entropy
-                loss = lam * loss + (1 - lam) * self.loss(logits, y_partner)
             if soft is not None:  # distillation: the teacher's probabilities as a second, soft target
-                taught = self.loss(logits, soft) if lam == 1 else \
-                    lam * self.loss(logits, soft) + (1 - lam) * self.loss(logits, soft.flip(0))
-                loss = (1 - a.teacher_weight) * loss + a.teacher_weight * taught
+                loss = (1 - a.teacher_weight) * loss + a.teacher_weight * self.loss(logits, soft)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -343,14 +332,14 @@ def run(args, device, rank=0, world=1, ckpt=None):
     data_id, val_id = data.fingerprint(*splits["train"]), data.fingerprint(*splits["val"])
     history, best_val_loss = checkpoint.restore(trainer, ckpt, args.resume, data_id, val_id) if ckpt else ([], math.inf)
     say(describe(args, trainer, splits, device, world, len(history)))
-    progress = Progress(args.out, len(history), rank == 0)
+    progress = run_folder.Progress(args.out, len(history), rank == 0)
     plotted = -math.inf
     with progress.stops_in_one_line(args.bs):
         for epoch in range(len(history) + 1, args.epochs + 1):
             t0 = time.perf_counter()
             train_loss, train_acc = trainer.train_epoch(f"epoch {epoch}/{args.epochs}")
             if not math.isfinite(train_loss):  # all-reduced: every rank stops together
-                raise Diverged(f"the training loss became {train_loss} in epoch {epoch}")
+                raise run_folder.Diverged(f"the training loss became {train_loss} in epoch {epoch}")
             val_loss, val_acc = validate(trainer.eval_net, trainer.val_x, trainer.val_y, device, trainer.autocast(),
                                          double_softmax=args.double_softmax, rank=rank, world=world)
             lr = trainer.opt.param_groups[0]["lr"]
@@ -427,42 +416,6 @@ def finish(args, trainer, history, splits, data_id, device):
         if args.train_on_val else f"best weights (epoch {best_epoch(history)})"
     print(f"{kept}: {splits.title(split)} accuracy {100 * acc:.2f}% -> {os.path.join(args.out, 'model.pth')}; "
           f"last epoch's -> {os.path.join(args.out, 'last.pth')}")
-
-
-class Diverged(Exception):
-    """The training loss became NaN or infinite."""
-
-
-class Progress:
-    """What a run has saved so far, and the one place a run that stops early says so: Ctrl-C or SIGTERM, a
-    diverged loss, running out of memory or disk all end in one line naming what is saved and how to resume."""
-
-    def __init__(self, out, saved_epoch, master):
-        self.out, self.saved_epoch, self.master = out, saved_epoch, master
-
-    def saved(self):
-        if self.saved_epoch < 1:
-            return f"no epoch was finished, so nothing was saved in {self.out}"
-        done = "epoch 1 is" if self.saved_epoch == 1 else f"epochs 1-{self.saved_epoch} are"
-        return f"{done} saved in {self.out}. Resume with: python train.py --resume " \
-               f"{os.path.join(self.out, 'checkpoint.pth')}"
-
-    @contextlib.contextmanager
-    def stops_in_one_line(self, bs):
-        try:
-            yield
-        except KeyboardInterrupt:  # Ctrl-C, and SIGTERM (cli.run turns it into this)
-            sys.exit(f"\ninterrupted; {self.saved()}" if self.master else 130)
-        except Diverged as e:
-            sys.exit(f"train.py: {e}; stopped, {self.saved()} (try a lower --lr, or --amp off)" if self.master else 1)
-        except (RuntimeError, MemoryError) as e:
-            if not cli.out_of_memory(e):
-                raise
-            where = "GPU" if isinstance(e, torch.cuda.OutOfMemoryError) else "CPU"
-            sys.exit(f"train.py: out of {where} memory at --bs {bs}; try --bs {max(1, bs // 2)}; {self.saved()}"
-                     if self.master else 1)
-        except cli.UserError as e:  # an output that could not be written (a full disk)
-            raise type(e)(f"{e}; {self.saved()}") from None
 
 
 def main(argv=None):

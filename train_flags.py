@@ -29,7 +29,7 @@ def resumed(args, p, typed):
         p.error(f"--resume {args.resume}: a folder; " + (f"resume with --resume {inside}" if
                 os.path.isfile(inside) else "it holds no checkpoint.pth to resume"))
     ckpt = checkpoint.read(args.resume)
-    config = {**vars(p.parse_args([])), **checkpoint.renamed(ckpt["config"]), "device": args.device}
+    config = {**vars(p.parse_args([])), **checkpoint.renamed(ckpt["config"], args.resume), "device": args.device}
     for k in set(args.given) - {"resume"}:
         if k in RESUME_FIXED and getattr(args, k) != config[k]:
             p.error(f"--resume {args.resume}: the checkpoint trains with --{k.replace('_', '-')} {config[k]}, not "

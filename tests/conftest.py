@@ -19,7 +19,7 @@ import synthetic  # noqa: E402
 FER2013 = [os.path.join(ROOT, "data", "fer2013.csv"), os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")]
 # The optional extras (requirements-faces.txt): a test that needs one skips without it and says which.
 def opencv_installed():
-    import faces
+    from app import faces
     try:
         faces.opencv()  # OpenCV with its Haar cascades (5.x ships none)
     except data.DataError:
@@ -91,7 +91,7 @@ def run_here(module, *args):
     """`python MODULE.py ARGS` through cli.run with the already imported module's main, so that a test's
     monkeypatches reach it (run_script executes a fresh copy of the file). Returns a CompletedProcess."""
     import cli
-    script = module.__name__ + ".py"
+    script = module.__name__.split(".")[-1] + ".py"  # app.serve runs as serve.py
     return captured(lambda: cli.run(module.main, script), script, args)
 
 

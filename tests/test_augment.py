@@ -187,47 +187,6 @@ def test_fast_train_step_equals_a_plain_per_sample_reference(amp):
         assert torch.allclose(p.grad, q.grad, rtol=1e-3 if amp == "off" else 5e-2, atol=1e-5), name
 
 
-def test_mix_with_both_alphas_zero_is_the_identity():
-    x, y = images(8), torch.arange(8) % 7
-    mixed, partner, lam = augment.mix(x, y, np.random.RandomState(0))
-    assert mixed is x and partner is y and lam == 1.0
-
-
-def test_mixup_blends_each_image_with_its_partner_in_the_reversed_batch():
-    x, y = images(8), torch.arange(8) % 7
-    mixed, partner, lam = augment.mix(x, y, np.random.RandomState(0), mixup=0.4)
-    assert 0 < lam < 1
-    assert torch.equal(partner, y.flip(0))
-    assert torch.allclose(mixed, lam * x + (1 - lam) * x.flip(0), atol=1e-6)
-
-
-def test_cutmix_pastes_one_box_of_the_partner_and_lam_is_the_share_left():
-    x = torch.zeros(2, 1, 48, 48)
-    x[1] = 1  # image 0 all black, its partner (image 1) all white
-    lams = []
-    rng = np.random.RandomState(3)
-    for _ in range(50):
-        mixed, partner, lam = augment.mix(x, torch.tensor([0, 1]), rng, cutmix=1.0)
-        pasted = mixed[0, 0]
-        rows, cols = (pasted == 1).any(1).sum(), (pasted == 1).any(0).sum()
-        assert (pasted == 1).sum() == rows * cols  # one rectangle
-        assert lam == pytest.approx(1 - pasted.mean().item())
-        assert torch.equal(partner, torch.tensor([1, 0]))
-        lams.append(lam)
-    assert min(lams) < 0.5 < max(lams)  # Beta(1, 1): box areas spread over the range
-
-
-def test_with_mixup_and_cutmix_each_batch_uses_one_of_them():
-    x = torch.zeros(2, 1, 48, 48)
-    x[1] = 1
-    rng, kinds = np.random.RandomState(4), set()
-    for _ in range(40):
-        mixed, _, lam = augment.mix(x, torch.tensor([0, 1]), rng, mixup=1.0, cutmix=1.0)
-        values = mixed[0].unique()
-        kinds.add("cutmix" if set(values.tolist()) <= {0.0, 1.0} else "mixup")
-    assert kinds == {"mixup", "cutmix"}
-
-
 def test_the_ema_is_the_exponential_average_of_the_weights_with_a_warming_up_decay():
     trainer, splits = make_trainer(["--ema", "0.5", "--bs", "16", "--lr", "1e-3", "--amp", "off"])
     order = trainer.epoch_order()

@@ -82,7 +82,6 @@ def test_image_folders_with_unknown_classes_or_unreadable_images(tmp_path, faces
     (["--model", "alexnet"], "--model: invalid choice"),
     (["--amp", "fp16", "--device", "cpu"], "--amp fp16 needs a CUDA GPU"),
     (["--ema", "1"], "--ema must be a decay in [0, 1)"),
-    (["--mixup=-0.2"], "--mixup must be >= 0"),
     (["--train-on-val", "--early-stop", "5"], "use one of them"),
 ])
 def test_bad_flags_are_usage_errors(flags, needle):
@@ -110,7 +109,7 @@ def test_bad_weights_files_are_one_line(tmp_path, script):
 def test_an_unreadable_image_for_prediction_is_one_line(tmp_path):
     checkpoint.save_weights(tmp_path / "w.pth", model.build("resnet"), "resnet")
     (tmp_path / "me.jpg").write_text("not an image")
-    one_line(run_script("evaluate.py", "--weights", tmp_path / "w.pth", "--images", tmp_path / "me.jpg"), 1,
+    one_line(run_script("app/photos.py", "--weights", tmp_path / "w.pth", "--images", tmp_path / "me.jpg"), 1,
                    "me.jpg", "unreadable image")
 
 
@@ -121,7 +120,7 @@ def test_one_broken_picture_among_many_is_named_and_the_rest_are_answered(tmp_pa
         Image.fromarray(synthetic.synthetic_faces(3, seed=k)[0][0]).save(tmp_path / f"{k}.png")
         good.append(tmp_path / f"{k}.png")
     (tmp_path / "broken.jpg").write_text("not an image")
-    r = run_script("evaluate.py", "--weights", tmp_path / "w.pth", "--images", good[0], tmp_path / "broken.jpg",
+    r = run_script("app/photos.py", "--weights", tmp_path / "w.pth", "--images", good[0], tmp_path / "broken.jpg",
                    *good[1:], "--json", tmp_path / "faces.json", "--out", tmp_path / "marked")
     one_line(r, 1, "1 of 4 pictures could not be read", "broken.jpg: unreadable image")
     found = json.load(open(tmp_path / "faces.json"))["images"]

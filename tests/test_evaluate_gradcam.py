@@ -145,7 +145,7 @@ def user_images(tmp_path):
 
 def test_evaluate_images_prints_the_top_three_emotions(weights, tmp_path):
     files = user_images(tmp_path)
-    r = run_script("evaluate.py", "--weights", weights, "--images", *files)
+    r = run_script("app/photos.py", "--weights", weights, "--images", *files)
     assert r.returncode == 0, r.stderr
     # The 160-px picture may or may not hold a face for the face finder (then it says "no face found"), or
     # no finder may be installed (then it is classified whole); the 48x48 one is a crop already. Either way
@@ -263,11 +263,11 @@ def test_gradcam_cli_on_a_split_and_on_user_images(weights, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("predicted") == 6 and (tmp_path / "g.png").stat().st_size > 20000
     files = user_images(tmp_path)
-    r = run_script("gradcam.py", "--weights", weights, "--images", *files, "--class", "happy", "--layer", "stage2",
-                   "--out", tmp_path / "mine.png")
+    r = run_script("app/photos.py", "--weights", weights, "--images", *files, "--class", "happy", "--layer",
+                   "stage2", "--gradcam", tmp_path / "mine.png")
     assert r.returncode == 0, r.stderr
     assert "me.jpg" in r.stdout and (tmp_path / "mine.png").exists()
-    r = run_script("gradcam.py", "--weights", weights, "--images", *files, "--layer", "nope", "--out",
+    r = run_script("app/photos.py", "--weights", weights, "--images", *files, "--layer", "nope", "--gradcam",
                    tmp_path / "g.png")
     assert r.returncode == 2 and "--layer nope: no such module" in r.stderr
 

@@ -11,10 +11,10 @@ import torch
 
 import checkpoint
 import data
-import export
 import inference
 import model
 import synthetic
+from app import export
 from conftest import ROOT, one_line, run_here
 
 

@@ -1,7 +1,8 @@
 """Faces in photos and video: the crop geometry (with a stand-in detector: Haar cascades find no synthetic
-face), evaluate.py / gradcam.py / camera.py on photos and a video the tests make, and the real detector on
+face), app/photos.py and app/camera.py on photos and a video the tests make, and the real detector on
 FER2013 faces pasted into scenes when ../shared is there."""
 import json
+import os
 import re
 
 import numpy as np
@@ -11,14 +12,12 @@ from PIL import Image
 
 import checkpoint
 import data
-import faces
 import inference
 import model
-import mtcnn
 import synthetic
-import tracking
+from app import faces, mtcnn, tracking
 from tools import measure_faces
-from conftest import needs_opencv, one_line, run_main
+from conftest import ROOT, needs_opencv, one_line, run_main
 
 
 
@@ -159,7 +158,7 @@ def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkey
     Image.fromarray(face).save(tmp_path / "crop.png")
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[20, 20, 144, 144], [170, 20, 144, 144]])
-    code, out, err = run_main("evaluate.py", "--weights", weights, "--images", tmp_path / "two.jpg",
+    code, out, err = run_main("app/photos.py", "--weights", weights, "--images", tmp_path / "two.jpg",
                               tmp_path / "crop.png", "--out", tmp_path / "marked", "--json", tmp_path / "f.json")
     assert code == 0, err
     assert "two.jpg: 2 faces" in out and "face 2 at x=170 y=20 w=144 h=144: " in out
@@ -183,9 +182,9 @@ def test_without_a_face_finder_a_photo_is_classified_whole_and_says_how_to_insta
     monkeypatch.setattr(faces, "opencv", missing)
     monkeypatch.setattr(mtcnn, "weights_folder", lambda: None)
     Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
-    code, out, err = run_main("evaluate.py", "--weights", weights, "--images", tmp_path / "photo.png")
+    code, out, err = run_main("app/photos.py", "--weights", weights, "--images", tmp_path / "photo.png")
     assert code == 0 and f"(classified whole: no face finder installed: {faces.INSTALL})" in out, err
-    code, _, err = run_main("camera.py", "--weights", weights, "--source", "x.mp4", "--out",
+    code, _, err = run_main("app/camera.py", "--weights", weights, "--source", "x.mp4", "--out",
                             tmp_path / "a.mp4")
     assert code == 1 and err.strip() == "camera.py: finding faces needs OpenCV, an optional extra: pip install " \
                                         "-r requirements-faces.txt"
@@ -195,10 +194,14 @@ def test_gradcam_explains_every_face_in_a_photo(tmp_path, monkeypatch, face, wei
     Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[20, 20, 144, 144], [200, 100, 100, 100]])
-    code, out, err = run_main("gradcam.py", "--weights", weights, "--images", tmp_path / "photo.png",
-                              "--out", tmp_path / "cam.png")
+    shipped = os.path.join(ROOT, "weights", "resnet.pth")  # a trained network: TTA changes its answers
+    code, out, err = run_main("app/photos.py", "--weights", shipped, "--images", tmp_path / "photo.png",
+                              "--gradcam", tmp_path / "cam.png", "--tta")
     assert code == 0, err
     assert "photo.png #1: predicted" in out and "photo.png #2: predicted" in out and (tmp_path / "cam.png").exists()
+    for k in (1, 2):  # the figure shows the answer given above it, TTA and all
+        answer = re.search(rf"face {k} at .*?: (\w+ \d+\.\d%)", out).group(1)
+        assert f"photo.png #{k}: predicted {answer}" in out
 
 
 @needs_opencv
@@ -278,7 +281,7 @@ def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, we
     monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144]])
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    code, out, err = run_main("camera.py", "--weights", weights, "--source", video, "--out",
+    code, out, err = run_main("app/camera.py", "--weights", weights, "--source", video, "--out",
                               tmp_path / "out.avi")
     assert code == 0, err
     assert "8 frames of 320x240" in out and "frames/s (finding faces" in out and "classifying" in out
@@ -286,7 +289,7 @@ def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, we
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     ok, frame = cap.read()
     assert ok and frame.shape == (240, 320, 3)
-    code, _, err = run_main("camera.py", "--weights", weights, "--source", video)
+    code, _, err = run_main("app/camera.py", "--weights", weights, "--source", video)
     assert code == 2 and "no display" in err and "--out" in err and len(err.strip().splitlines()) == 1
 
 
@@ -297,7 +300,7 @@ def test_a_video_is_analysed_into_a_table_and_a_plot_of_each_faces_emotions(tmp_
     video = moving_face_video(tmp_path / "clip.avi", face, 12)
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144], [200, 20, 90, 90]])  # two faces, every frame
-    code, out, err = run_main("camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv",
+    code, out, err = run_main("app/camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv",
                               "--plot", tmp_path / "e.png")
     assert code == 0, err
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
@@ -308,7 +311,7 @@ def test_a_video_is_analysed_into_a_table_and_a_plot_of_each_faces_emotions(tmp_
     assert {r["track"] for r in rows} == {"1", "2"} and float(rows[-1]["seconds"]) == 1.1  # frame 11 at 10 frames/s
     assert all(abs(sum(float(r[c]) for c in data.CLASSES) - 1) < 1e-3 for r in rows)
     assert (tmp_path / "e.png").stat().st_size > 10000
-    one_line(run_main("camera.py", "--weights", weights, "--source", video, "--out", tmp_path / "x.avi", "--csv",
+    one_line(run_main("app/camera.py", "--weights", weights, "--source", video, "--out", tmp_path / "x.avi", "--csv",
                       tmp_path / "x.avi"), 2, "name the same file")
 
 
@@ -356,7 +359,7 @@ def test_the_readmes_python_call_runs_from_another_folder(tmp_path, monkeypatch,
 
 def test_a_video_without_faces_plots_no_face_found_without_a_warning(tmp_path):
     import warnings
-    import camera
+    from app import camera
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warned of an empty legend
         camera.plot_emotions(tmp_path / "e.png", [], "clip.mp4")
@@ -372,7 +375,7 @@ def test_a_videos_answers_are_one_call_away_as_the_csvs_table(tmp_path, monkeypa
     nets = inference.load_nets([weights], "cpu")
     table = faces.video_emotions(video, nets)
     assert list(table.columns) == list(faces.VIDEO_COLUMNS) and len(table) == 24
-    assert run_main("camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv")[0] == 0
+    assert run_main("app/camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv")[0] == 0
     csv = pd.read_csv(tmp_path / "e.csv")
     assert (csv[["frame", "track", "x", "y", "w", "h", "emotion"]] == table[["frame", "track", "x", "y", "w", "h",
                                                                             "emotion"]]).all().all()

@@ -1,4 +1,4 @@
-"""serve.py: the page's server answers frames and photos through the one path camera.py and evaluate.py use,
+"""serve.py: the page's server answers frames and photos through the one path camera.py and photos.py use,
 refuses what it cannot answer in one line, never writes a picture to disk; and the page, in a real headless
 Chromium fed a fake camera of faces, shows the labels camera.py's path gives."""
 import builtins
@@ -17,11 +17,10 @@ from PIL import Image
 
 import checkpoint
 import data
-import faces
 import inference
 import model
-import serve
 import synthetic
+from app import faces, serve
 from conftest import FER2013, HAS_OPENCV, ROOT, needs_opencv, one_line, run_main
 
 BOX = (200, 120, 192, 192)  # where the face is in every test picture (640x480)
@@ -89,7 +88,7 @@ def png(picture):
     return buffer.getvalue()
 
 
-def test_a_photo_is_answered_as_evaluate_py_answers_it(server):
+def test_a_photo_is_answered_as_photos_py_answers_it(server):
     url, nets, face, _ = server
     picture = scene(face)
     expected = faces.classify(picture, [BOX], nets)[0]
@@ -200,9 +199,9 @@ def test_a_port_in_use_or_out_of_range_is_one_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        one_line(run_main("serve.py", "--weights", tmp_path / "m.pth", "--port", port), 1,
+        one_line(run_main("app/serve.py", "--weights", tmp_path / "m.pth", "--port", port), 1,
                  f"cannot listen on 127.0.0.1:{port}", "try another --port")
-    one_line(run_main("serve.py", "--weights", tmp_path / "m.pth", "--port", "70000"), 2, "--port must be")
+    one_line(run_main("app/serve.py", "--weights", tmp_path / "m.pth", "--port", "70000"), 2, "--port must be")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -425,8 +424,8 @@ def test_a_stalled_request_holds_its_thread_only_until_the_time_limit(tmp_path, 
 
 def test_host_flags_that_cannot_work_name_the_host(tmp_path):
     checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
-    one_line(run_main("serve.py", "--weights", tmp_path / "m.pth", "--host", ""), 2, "--host ''")
-    one_line(run_main("serve.py", "--weights", tmp_path / "m.pth", "--host", "192.0.2.1", "--port", "0"), 1,
+    one_line(run_main("app/serve.py", "--weights", tmp_path / "m.pth", "--host", ""), 2, "--host ''")
+    one_line(run_main("app/serve.py", "--weights", tmp_path / "m.pth", "--host", "192.0.2.1", "--port", "0"), 1,
              "--host 192.0.2.1 is not an address of this machine")
 
 
@@ -446,7 +445,7 @@ def test_under_load_every_request_is_answered_and_nothing_grows_without_bound(mo
 
 def test_the_page_names_and_colours_the_classes_as_every_picture_does(server, monkeypatch, tmp_path):
     """One class list and one palette: the page gets both from the server; camera.py's plot draws with them."""
-    import camera
+    from app import camera
     import matplotlib.axes
     url, _, _, _ = server
     with urllib.request.urlopen(url + "/", timeout=30) as r:

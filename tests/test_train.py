@@ -17,7 +17,7 @@ import readers
 import run_folder
 import synthetic
 import train
-from conftest import QUICK, ROOT, run_main, run_script
+from conftest import QUICK, ROOT, one_line, run_main, run_script
 
 # The loop's own behaviour (resume, moving average, interruptions) does not depend on the network: the MLP
 # runs it in seconds where the ResNet takes minutes on two cores.
@@ -114,8 +114,8 @@ def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
     assert train.parse_args(QUICK + ["--amp", "bf16"])[0].amp == "bf16"
 
 
-@pytest.mark.parametrize("extra", [["--model", "mlp"], ["--ema", "0.99", "--mixup", "0.4", "--cutmix", "1.0"]],
-                         ids=["plain", "ema+mixup+cutmix"])  # the second on the ResNet: BatchNorm buffers too
+@pytest.mark.parametrize("extra", [["--model", "mlp"], ["--ema", "0.99", "--erase", "0.5"]],
+                         ids=["plain", "ema+erase"])  # the second on the ResNet: BatchNorm buffers too
 def test_resume_continues_exactly(tmp_path, monkeypatch, extra):
     """--epochs 2 in one go == --epochs 1, then --resume to 2 (every column but the wall-clock seconds)."""
     # Exactness does not need many faces: 600 make the ResNet's four epochs cheap on a slow machine.
@@ -263,6 +263,20 @@ def test_a_run_started_before_the_defaults_changed_resumes_as_it_ran(tmp_path):
     torch.save({**ckpt, "config": config}, out / "checkpoint.pth")
     resumed = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])[0]
     assert (resumed.interpolation, resumed.plateau_on) == ("bilinear", "val-loss")
+
+
+def test_a_run_that_used_a_deleted_flag_is_refused_and_one_that_left_it_off_resumes(tmp_path):
+    """--mixup and --cutmix were measured, lowered accuracy and were deleted (docs/results.md). A checkpoint
+    whose run mixed cannot go on as it was; one that recorded them off resumes, without them."""
+    out = tmp_path / "run"
+    train.main(LOOP + ["--epochs", "1", "--out", str(out)])
+    ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
+    torch.save({**ckpt, "config": {**ckpt["config"], "mixup": 0.0, "cutmix": 0.0}}, out / "checkpoint.pth")
+    resumed = train.parse_args(["--resume", str(out / "checkpoint.pth"), "--epochs", "2"])[0]
+    assert not hasattr(resumed, "mixup") and not hasattr(resumed, "cutmix")
+    torch.save({**ckpt, "config": {**ckpt["config"], "mixup": 0.2}}, out / "checkpoint.pth")
+    one_line(run_script("train.py", "--resume", out / "checkpoint.pth", "--epochs", "2"), 1,
+             "checkpoint.pth: the run trains with --mixup", "no longer has")
 
 
 def test_out_of_gpu_memory_names_a_smaller_batch(tmp_path, monkeypatch):

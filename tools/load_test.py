@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
-import serve  # noqa: E402
+from app import serve  # noqa: E402
 import synthetic  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 import data  # noqa: E402
-import faces  # noqa: E402
+from app import faces  # noqa: E402
 import inference  # noqa: E402
 
 
@@ -120,7 +120,7 @@ def matches(box, truth):
 
 def detectors():
     """The candidates: (name, detector)."""
-    import mtcnn
+    from app import mtcnn
     out = [(f"Haar {c}, scale 1.1, {k} neighbours",
             faces.HaarDetector(f"haarcascade_frontalface_{c}.xml", 1.1, k))
            for c, k in (("default", 5), ("alt2", 5), ("alt2", 3))]
@@ -173,7 +173,7 @@ def measure(weights, val, n_scenes=20, margins=(0.0, 0.05, 0.1, 0.15, 0.2), seed
 def measure_levelling(weights, val, n_scenes=20, angles=(0.0, 15.0, 30.0), past=(5.0, 10.0), seed=1):
     """Whether levelling the eyes (MTCNN's landmarks) before the cut helps: the same PublicTest faces pasted
     turned by each angle (either way), found by MTCNN, cut as found and cut levelled, and classified."""
-    import mtcnn
+    from app import mtcnn
     images, labels = val[0].numpy(), val[1]
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(labels), len(labels), replace=False)

@@ -19,9 +19,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 import data  # noqa: E402
-import faces  # noqa: E402
-import serve  # noqa: E402
 import synthetic  # noqa: E402
+from app import faces, serve  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,7 +84,7 @@ def camera_py(weights, picture, folder, seconds):
     for _ in range(int(30 * seconds)):
         out.write(cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR))
     out.release()
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "camera.py"), "--weights", *weights, "--source", path,
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "app", "camera.py"), "--weights", *weights, "--source", path,
                         "--csv", os.path.join(folder, "e.csv")], capture_output=True, text=True)
     line = next((s for s in r.stdout.splitlines() if "frames/s" in s), r.stderr.strip()[-200:])
     return line

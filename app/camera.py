@@ -1,9 +1,9 @@
 """Emotions live, from a camera or a video file: find the faces, follow them, classify them in one batch,
 draw.
 
-    python camera.py --weights weights/resnet.pth                          camera 0, in a window
-    python camera.py --weights weights/resnet.pth --source clip.mp4 --out annotated.mp4
-    python camera.py --weights weights/resnet.pth --source clip.mp4 --csv emotions.csv --plot emotions.png
+    python app/camera.py --weights weights/resnet.pth                      camera 0, in a window
+    python app/camera.py --weights weights/resnet.pth --source clip.mp4 --out annotated.mp4
+    python app/camera.py --weights weights/resnet.pth --source clip.mp4 --csv emotions.csv --plot emotions.png
 
 Needs OpenCV (`pip install -r requirements-faces.txt`). A window opens where there is a display; `--out`
 writes the annotated video; `--csv` a row per frame and face (time, box, track, the seven probabilities) and
@@ -22,12 +22,13 @@ import time
 
 import numpy as np
 
-import cli
-import data
-import faces
-import files
-import inference
-from tracking import DETECT_SCALE, SMOOTH, Tracker
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone's root
+import cli  # noqa: E402
+import data  # noqa: E402
+import files  # noqa: E402
+import inference  # noqa: E402
+from app import faces  # noqa: E402
+from app.tracking import DETECT_SCALE, SMOOTH, Tracker  # noqa: E402
 
 def open_source(cv2, source):
     cap = cv2.VideoCapture(int(source) if source.isdigit() else source)

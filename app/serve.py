@@ -1,8 +1,8 @@
 """A page in your browser: your camera live, each face with its box, emotion and a bar of the seven
 probabilities; a photo's faces with their emotions, and on a click a face's Grad-CAM.
 
-    python serve.py --weights weights/resnet.pth               then open http://127.0.0.1:8000
-    python serve.py --weights weights/resnet.pth weights/vgg.pth --port 8080      an ensemble
+    python app/serve.py --weights weights/resnet.pth           then open http://127.0.0.1:8000
+    python app/serve.py --weights weights/resnet.pth weights/vgg.pth --port 8080      an ensemble
 
 The page (serve.html: one file, plain JavaScript, no build step) sends camera frames as JPEG to this server,
 which answers with the same face finder, tracker (tracking.py) and networks as camera.py, and draws the
@@ -25,14 +25,14 @@ from urllib.parse import parse_qs, urlparse
 
 import torch
 
-import cli
-import data
-import faces
-import gradcam
-import inference
-import model
-import readers
-import tracking
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone's root
+import cli  # noqa: E402
+import data  # noqa: E402
+import gradcam  # noqa: E402
+import inference  # noqa: E402
+import model  # noqa: E402
+import readers  # noqa: E402
+from app import faces, tracking  # noqa: E402
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.html")
 MAX_UPLOAD = 16 * 2 ** 20  # bytes: a phone photo is 2-8 MB

@@ -17,7 +17,7 @@ import torch
 
 import data
 import inference
-import mtcnn
+from app import mtcnn
 import readers
 
 INSTALL = f"pip install -r requirements-faces.txt (OpenCV), and for better finding {mtcnn.INSTALL} (MTCNN)"
@@ -142,7 +142,7 @@ def cut(grey, boxes, angles=None):
 def classify(grey, boxes, nets, device="cpu", tta=False, autocast=False, angles=None):
     """The seven probabilities [K, 7] (data.CLASSES order) of the faces at `boxes`, cut (levelled by
     `angles`) and classified in one batch. Every answer this project gives about a picture comes from here:
-    evaluate.py --images, camera.py's followed faces, serve.py and emotions()."""
+    photos.py, camera.py's followed faces, serve.py and emotions()."""
     return inference.predict_proba(nets, torch.from_numpy(cut(grey, boxes, angles)), device, tta,
                                 autocast=autocast).numpy()
 
@@ -165,7 +165,7 @@ def find_in_files(paths, detector=None):
 
 
 def answer(box, probs, track=None):
-    """One face's answer, the one shape every output gives (evaluate.py --json, emotions(), the page's JSON; the
+    """One face's answer, the one shape every output gives (photos.py --json, emotions(), the page's JSON; the
     video CSV's columns are its fields): {"box": [x, y, w, h] in the picture's pixels, "emotion": the likeliest
     class, "probabilities": {class: probability} in data.CLASSES order}, and "track" (a followed face's number)
     where there is one."""
@@ -194,7 +194,7 @@ def video_emotions(path, nets, device="cpu", tta=False, detector=None):
         table.groupby("track")["emotion"].agg(lambda e: e.mode()[0])      # each face's commonest emotion
     """
     import pandas as pd
-    import tracking
+    from app import tracking
     cv2 = opencv()
     detector = detector or best_detector(min_size=round(MIN_SIZE * tracking.DETECT_SCALE))
     if detector is None:
@@ -230,7 +230,8 @@ _shared = []  # emotions()'s face finder, built on its first use
 def emotions(image, nets, device="cpu", tta=False, detector=None):
     """The faces in a picture and their emotions, for your own code (run it from the repository):
 
-        import faces, inference
+        import inference
+        from app import faces
         nets = inference.load_nets(["weights/resnet.pth"], "cpu")      # once; several files = an ensemble
         for face in faces.emotions("group.jpg", nets):
             print(face["box"], face["emotion"], face["probabilities"]["happy"])

@@ -1,7 +1,7 @@
 """Export trained networks to ONNX, the model file that apps, phones and browsers load.
 
-    python export.py --weights weights/resnet.pth --out resnet.onnx
-    python export.py --weights weights/resnet.pth weights/vgg.pth --out pair.onnx    an ensemble, one graph
+    python app/export.py --weights weights/resnet.pth --out resnet.onnx
+    python app/export.py --weights weights/resnet.pth weights/vgg.pth --out pair.onnx    an ensemble, one graph
 
 The graph takes what an app has at hand: grey 48x48 faces as float32 pixel values 0-255, shape [N, 1, 48, 48]
 (input "pixels"), and returns the seven class probabilities [N, 7] (output "probabilities", averaged over the
@@ -14,6 +14,7 @@ Needs the optional extras: pip install -r requirements-export.txt
 """
 import logging
 import os
+import sys
 import time
 import warnings
 
@@ -21,10 +22,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import checkpoint
-import cli
-import data
-import files
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone's root
+import checkpoint  # noqa: E402
+import cli  # noqa: E402
+import data  # noqa: E402
+import files  # noqa: E402
 
 INPUT, OUTPUT = "pixels", "probabilities"
 
