@@ -7,60 +7,13 @@ Your own photos' faces: app/photos.py.
 """
 import os
 
-import numpy as np
 import torch
 
 import cli
 import data
 import files
 import inference
-
-
-def metrics(labels, probs):
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-    pred = probs.argmax(1).numpy()
-    y = labels.numpy()
-    classes = list(range(len(data.CLASSES)))
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
-    return {"accuracy": float((pred == y).mean()), "n": int(len(y)),
-            "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                              "support": int(s[i])} for i, c in enumerate(data.CLASSES)},
-            "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist()}
-
-
-def print_report(m, title):
-    print(f"{title}: accuracy {100 * m['accuracy']:.2f}% on {m['n']} images")
-    print(f"{'':>10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
-    for c, v in m["per_class"].items():
-        print(f"{c:>10}{v['precision']:>10.3f}{v['recall']:>10.3f}{v['f1']:>10.3f}{v['support']:>10}")
-
-
-def plot_confusion(m, path, title):
-    """Counts and row-normalised recall side by side, like the report's Figure 9."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    cm = np.array(m["confusion_matrix"])
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    names = [f"{i} {c}" for i, c in enumerate(data.CLASSES)]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
-    panels = ((axes[0], cm, "d", "counts"), (axes[1], norm, ".2f", "row-normalised (recall)"))
-    for ax, mat, fmt, sub in panels:
-        im = ax.imshow(mat, cmap="Blues")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-        for i in range(len(names)):
-            for j in range(len(names)):
-                ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=8,
-                        color="white" if mat[i, j] > mat.max() / 2 else "black")
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-        ax.set_yticks(range(len(names)), names)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(sub)
-    fig.suptitle(f"{title}: accuracy {100 * m['accuracy']:.2f}% (n={m['n']})")
-    fig.tight_layout()
-    files.atomic_write(path, lambda t: fig.savefig(t, dpi=120))
-    plt.close(fig)
+import metrics
 
 
 def trained_on(net, path, splits):
@@ -120,17 +73,15 @@ def main(argv=None):
     if on_val and ("val" in split.split("+") or split == "all"):
         print(f"warning: {', '.join(on_val)} trained on the validation images too (--train-on-val): "
               f"the {split} figure is not held out and says nothing about new faces")
-    m = metrics(labels, inference.predict_proba(nets, images, device, args.tta, progress=True))
+    m = metrics.metrics(labels, inference.predict_proba(nets, images, device, args.tta, progress=True))
     title = f"{' + '.join(os.path.basename(w) for w in args.weights)} on {splits.title(split)}" \
             f"{' (TTA)' if args.tta else ''}"
-    print_report(m, title)
+    metrics.print_report(m, title)
     if args.out:
-        plot_confusion(m, os.path.join(args.out, "confusion_matrix.png"), title)
+        metrics.plot_confusion(m, os.path.join(args.out, "confusion_matrix.png"), title)
         print(f"wrote {os.path.join(args.out, 'confusion_matrix.png')}")
     if args.json:
-        m.update({"split": split, "split_title": splits.title(split), "weights": args.weights,
-                  "tta": args.tta, "data": args.data})
-        files.write_json(args.json, m)
+        files.write_json(args.json, metrics.record(m, args.weights, splits, split, args.tta, args.data))
         print(f"wrote {args.json}")
 
 

@@ -1,4 +1,4 @@
-"""evaluate.py's figures and files, predictions on the user's own images, and Grad-CAM against autograd."""
+"""evaluate.py's figures and files, app/photos.py's answers for a user's own images, and Grad-CAM against autograd."""
 import json
 import re
 import shutil
@@ -11,9 +11,9 @@ from PIL import Image
 import augment
 import checkpoint
 import data
-import evaluate
 import gradcam
 import inference
+import metrics
 import model
 import synthetic
 from conftest import ROOT, run_script
@@ -59,7 +59,7 @@ def test_evaluate_piped_into_head_stops_without_a_traceback(weights):
 def test_metrics_match_a_hand_count():
     labels = torch.tensor([0, 0, 1, 3, 3, 3])
     probs = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 3, 3, 0]), 7).float()
-    m = evaluate.metrics(labels, probs)
+    m = metrics.metrics(labels, probs)
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["per_class"]["happy"]["recall"] == pytest.approx(2 / 3)
     assert m["per_class"]["angry"]["precision"] == pytest.approx(1 / 2)

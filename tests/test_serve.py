@@ -21,6 +21,7 @@ import inference
 import model
 import synthetic
 from app import faces, serve
+from tools.page_speed import y4m  # the fake camera's video
 from conftest import FER2013, HAS_OPENCV, ROOT, needs_opencv, one_line, run_main
 
 BOX = (200, 120, 192, 192)  # where the face is in every test picture (640x480)
@@ -219,16 +220,6 @@ def chromium():
 needs_browser = pytest.mark.skipif(chromium() is None, reason="headless Chromium and playwright are not "
                                    "installed (.ci/run installs them: apt-get install chromium; pip install "
                                    "playwright)")
-
-
-def y4m(path, picture, frames=10):
-    """A grey video Chromium's fake camera plays in a loop: YUV 4:2:0, the picture as Y, no colour."""
-    h, w = picture.shape
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
-        grey = np.full((h // 2) * (w // 2) * 2, 128, np.uint8).tobytes()
-        for _ in range(frames):
-            f.write(b"FRAME\n" + picture.tobytes() + grey)
 
 
 def browser(p, video=None):

@@ -327,6 +327,9 @@ def test_shipping_a_run_writes_fp16_weights_with_its_command_history_and_score(t
     assert (tmp_path / "seeds" / "demo_history.csv").read_text() == (out / "history.csv").read_text()
     score = json.loads((tmp_path / "seeds" / "demo_publictest.json").read_text())
     assert 0 <= score["accuracy"] <= 1 and score["n"] > 0
+    assert run_main("evaluate.py", "--weights", f"{dest}.pth", "--data", "synthetic", "--split", "val", "--json",
+                    tmp_path / "e.json")[0] == 0  # the figure shipped is evaluate.py's, in the same shape
+    assert json.loads((tmp_path / "e.json").read_text()) == score
     for name in ("curves.png", "confusion_matrix.png"):
         assert (tmp_path / "seeds" / f"demo_{name}").stat().st_size > 0
     assert sorted(os.listdir(tmp_path / "seeds")) == sorted(  # and nothing else, no temporary left

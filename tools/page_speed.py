@@ -44,7 +44,7 @@ def scene(data_path):
 
 
 def y4m(path, picture, frames=30):
-    """A grey video Chromium's fake camera plays in a loop."""
+    """A grey video Chromium's fake camera plays in a loop: YUV 4:2:0, the picture as Y, no colour."""
     h, w = picture.shape
     with open(path, "wb") as f:
         f.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode())

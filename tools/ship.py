@@ -6,8 +6,8 @@ score.
 writes weights/seeds/cnn3.pth (model.pth, or last.pth with --last, in fp16: half the file, the same
 predictions to within a few images), cnn3_history.csv, cnn3_curves.png (drawn from the whole history, labelled
 as train.py labels it), cnn3_command.txt, and
-cnn3_publictest.json and cnn3_confusion_matrix.png from evaluate.py on the data's val split (PublicTest on
-the Kaggle file). A run that trained on that split too (train.py --train-on-val) gets no score there: its
+cnn3_publictest.json and cnn3_confusion_matrix.png, the score on the data's val split as evaluate.py --split val
+gives it (PublicTest on the Kaggle file). A run that trained on that split too (train.py --train-on-val) gets no score there: its
 PublicTest faces are training faces, so the two files would publish a figure that means nothing.
 """
 import json
@@ -23,7 +23,8 @@ import checkpoint  # noqa: E402
 import cli  # noqa: E402
 import data  # noqa: E402
 import files  # noqa: E402
-import evaluate  # noqa: E402
+import inference  # noqa: E402
+import metrics  # noqa: E402
 import run_folder  # noqa: E402
 
 
@@ -58,8 +59,8 @@ def main(argv=None):
     if files.inside(args.dest, args.run):
         p.error(f"{args.dest}: inside the run folder {args.run}; ship it elsewhere (weights/NAME), so no run "
                 f"file is replaced")
+    splits = data.load(args.data)
     if net.trained["data_id"]:  # the faces it trained on, however the data's path is spelt now
-        splits = data.load(args.data)
         seen = splits["train"] if scored else tuple(map(torch.cat, zip(splits["train"], splits["val"])))
         if net.trained["data_id"] != data.fingerprint(*seen):
             p.error(f"--data {args.data}: not the data {args.run} trained on; give that data, so that its "
@@ -79,10 +80,13 @@ def main(argv=None):
         print(f"{args.run} trained on the val split too (--train-on-val): not scored there, no "
               f"{os.path.basename(args.dest)}_publictest.json or confusion matrix")
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        evaluate.main(["--weights", args.dest + ".pth", "--data", args.data, "--split", "val",
-                       "--out", tmp, "--json", args.dest + "_publictest.json"])
-        copy(os.path.join(tmp, "confusion_matrix.png"), args.dest + "_confusion_matrix.png")
+    split, images, labels = data.choose_split(splits, "val", args.data)  # scored as evaluate.py --split val
+    shipped = args.dest + ".pth"
+    m = metrics.metrics(labels, inference.predict_proba(inference.load_nets([shipped], "cpu"), images, "cpu"))
+    title = f"{os.path.basename(shipped)} on {splits.title(split)}"
+    metrics.print_report(m, title)
+    metrics.plot_confusion(m, args.dest + "_confusion_matrix.png", title)
+    files.write_json(args.dest + "_publictest.json", metrics.record(m, [shipped], splits, split, False, args.data))
 
 
 def copy(source, dest):
