@@ -306,7 +306,8 @@ def test_a_flag_that_would_be_ignored_is_refused(capsys, flags, words):
 
 @pytest.mark.parametrize("flags,words", [(["--layer", "stage2"], ["--layer", "add --gradcam"]),
                                          (["--class", "happy"], ["--class", "add --gradcam"]),
-                                         (["--gradcam", "g.txt"], ["--gradcam g.txt", "name an image file"])])
+                                         (["--gradcam", "g.txt"], ["--gradcam g.txt", "name an image file"]),
+                                         (["--gradcam", "g.png", "--json", "g.png"], ["--json g.png", "--gradcam's"])])
 def test_photos_refuse_grad_cam_flags_they_cannot_honour(tmp_path, flags, words):
     checkpoint.save_weights(tmp_path / "r.pth", model.build("resnet"), "resnet")
     one_line(run_main("app/photos.py", "--weights", tmp_path / "r.pth", "--images", tmp_path / "me.jpg", *flags), 2,
