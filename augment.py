@@ -1,14 +1,12 @@
-"""Augmentation as tensor ops on whole batches on the device (after airbench): the report's flip +
-RandomAffine and random erasing for training, and the ten views of test-time augmentation.
-
-Every random draw comes from a generator on the batch's device, so nothing crosses between host and device
-inside a training step.
+"""Training augmentation as tensor ops on whole batches on the device (after airbench): the report's flip +
+RandomAffine, and random erasing. Every random draw comes from a generator on the batch's device, so nothing
+crosses between host and device inside a training step. (Test-time augmentation is model.tta_views.)
 """
-import numpy as np
+import math
+
 import torch
 import torch.nn.functional as F
 
-import data
 
 def augment(x, generator, flip=0.5, degrees=8.0, translate=0.2, scale=(0.8, 1.2), erase=0.0,
             interpolation="nearest"):
@@ -55,7 +53,7 @@ def random_erase(x, rand, p, area=(0.02, 0.2), ratio=(0.3, 3.3)):
     fraction and aspect ratio is set to 0 (black), as torchvision's RandomErasing(value=0)."""
     b, _, h, w = x.shape
     s = (area[0] + rand(b) * (area[1] - area[0])) * h * w
-    r = torch.exp(np.log(ratio[0]) + rand(b) * (np.log(ratio[1]) - np.log(ratio[0])))
+    r = torch.exp(math.log(ratio[0]) + rand(b) * (math.log(ratio[1]) - math.log(ratio[0])))
     eh, ew = (s * r).sqrt().clamp(max=h), (s / r).sqrt().clamp(max=w)
     top, left = rand(b) * (h - eh), rand(b) * (w - ew)
     ys = torch.arange(h, device=x.device)[None, :, None]
@@ -63,26 +61,3 @@ def random_erase(x, rand, p, area=(0.02, 0.2), ratio=(0.3, 3.3)):
     box = ((ys >= top[:, None, None]) & (ys < (top + eh)[:, None, None]) &
            (xs >= left[:, None, None]) & (xs < (left + ew)[:, None, None]) & (rand(b) < p)[:, None, None])
     return x.masked_fill(box[:, None], 0.0)
-
-
-TTA_WARPS = ((0.0, 0.9), (0.0, 1.1), (-6.0, 1.0), (6.0, 1.0))  # (degrees, zoom) besides the image as it is
-
-
-def tta_views(x, interpolation="bilinear"):
-    """Ten views of a normalised batch [B, 1, 48, 48]: the image and its mirror, each as it is, zoomed out and
-    in by 10% and rotated by -6 and +6 degrees, inside the training augmentation's ranges (8 degrees, zoom
-    0.8-1.2) and, as in training, with black outside the picture. On PublicTest these beat flip x 2-pixel
-    shifts (the ten-crop idea of Khaireddin & Chen) by about a point on each of three networks
-    (docs/results.md). `interpolation`: the one the network trained with (train.py --interpolation); views
-    resampled the other way cost 2-3 points with TTA on PublicTest (docs/results.md)."""
-    black = data.normalize(torch.zeros((), device=x.device))
-    degrees, zooms = zip(*TTA_WARPS)
-    n = len(TTA_WARPS)  # one matrix per warp, shared by the whole batch and by both mirror images
-    thetas = affine_matrix(torch.tensor(degrees, device=x.device) * torch.pi / 180,
-                           torch.tensor(zooms, device=x.device), torch.zeros(n, 2, device=x.device),
-                           torch.ones(n, device=x.device))
-    for img in (x, x.flip(-1)):
-        yield img
-        for theta in thetas:
-            # warp fills with 0: black is 0 here
-            yield warp(img - black, theta.expand(len(x), 2, 3), interpolation) + black

@@ -1,161 +1,194 @@
-"""How every script talks to its user: a flag parser whose -h shows the defaults and whose errors are one
-line, flag values held to their ranges, the --device flag and the precision it runs at, and the `__main__`
-guard that turns a mistake the user can fix into one line and a non-zero exit.
-
-Exit codes: 2 a bad flag (argparse's); 1 bad data, weights, an output that cannot be written, or Ctrl-C. A bug
-inside the code is not a UserError, so it still shows its traceback and gets reported.
+"""How every script talks to its user: flags whose mistakes are one line, the errors a user can cause, the
+device, and output files written whole or not at all. Exit codes: 2 a bad flag; 1 bad data, weights, an output
+that cannot be written, or Ctrl-C. A bug is not a UserError, so it still shows its traceback.
 """
 import argparse
+import errno
+import json
 import os
 import re
-import shlex
+import shutil
 import signal
 import sys
-import time
 
 import torch
 
 
 class UserError(Exception):
-    """Something the user gave (data, weights, an output path) cannot be used; the message names it and says
-    why, in one line."""
+    """Something the user gave cannot be used; the message names it and says why, in one line."""
 
 
 class FlagError(UserError):
-    """A flag's value does not fit what it was given (a split the data lacks, a GPU that is not there): a
-    usage error, exit 2 like argparse's own."""
+    """A flag's value does not fit (a split the data lacks, a GPU that is not there): exit 2, as argparse's."""
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The module docstring as written, and each flag's default after its help (unless the help says it, or
-    there is none to say: an off switch, an unset path)."""
+class DataError(UserError):
+    """Data that cannot be used: the message names the file (and row)."""
 
+
+class OutputError(UserError):
+    """An output that cannot be written: the message names it."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):  # the docstring as written, each flag's default shown
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
             return text
         return text + " (default: %(default)s)"
 
 
-def parser(prog, doc, recipes=False):
-    """The script's flag parser. With recipes, `@FILE` on the command line stands for the flags in FILE
-    (read_recipes), and the usage line says so."""
-    usage = f"{prog} [@RECIPE ...] [flags]" if recipes else None
+def parser(prog, doc, usage=None):
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False,
                                 usage=usage)
-    # one line, not the usage block + message; under torchrun, said once (by rank 0), not once per process
-    speaks = int(os.environ.get("RANK", 0)) == 0
 
-    def error(msg):
-        msg = re.sub(r"^argument (\S+): must be", r"\1 must be", msg)  # a `checked` type's refusal
-        if not speaks:  # the other ranks wait: torchrun stops rank 0 as soon as one of them exits
-            time.sleep(2)
-        p.exit(2, f"{prog}: error: {msg}\n" if speaks else None)
+    def error(msg):  # "--wd must be >= 0, got -1", not argparse's "argument --wd: must be ..."
+        p.exit(2, f"{prog}: error: " + re.sub(r"^argument (\S+): must be", r"\1 must be", msg) + "\n")
     p.error = error
     return p
 
 
-def checked(kind, ok, what):
-    """An argparse `type=`: the text read as `kind`, then refused unless ok(value), as "--FLAG must be WHAT,
-    got VALUE". NaN fails every comparison, so "--wd nan" is refused like "--wd -1"."""
+def ranged(kind, ok, what):
+    """An argparse type: `kind` (int or float), refused unless ok(value) as "--FLAG must be WHAT, got V"."""
     def parse(text):
-        value = kind(text)  # a ValueError here is argparse's "invalid int value"
-        if not ok(value):
+        value = kind(text)
+        if not ok(value):  # NaN fails every comparison, so it is refused too
             raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
         return value
     parse.__name__ = kind.__name__
     return parse
 
 
-positive_int = checked(int, lambda v: v > 0, "a positive integer")
-non_negative_int = checked(int, lambda v: v >= 0, ">= 0")
-positive = checked(float, lambda v: 0 < v < float("inf"), "a positive number")
-non_negative = checked(float, lambda v: 0 <= v < float("inf"), ">= 0")
-probability = checked(float, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+def _positive(v): return 0 < v < float("inf")
+def _non_negative(v): return 0 <= v < float("inf")
+def _probability(v): return 0 <= v <= 1
+def _fraction(v): return 0 <= v < 1
+
+
+positive_int = ranged(int, _positive, "a positive integer")
+non_negative_int = ranged(int, _non_negative, ">= 0")
+positive = ranged(float, _positive, "a positive number")
+non_negative = ranged(float, _non_negative, ">= 0")
+probability = ranged(float, _probability, "a probability in [0, 1]")
+fraction = ranged(float, _fraction, "in [0, 1)")
 
 
 def add_device_flag(p):
-    """--device, the same in every script; pick_device turns it into a torch.device."""
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="auto: a CUDA GPU where PyTorch sees one, else the CPU")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: a CUDA GPU if there is one")
 
 
 def pick_device(name):
-    """--device auto|cpu|cuda -> a torch.device; auto takes a CUDA GPU where PyTorch sees one."""
     if name == "cuda" and not torch.cuda.is_available():
         raise FlagError("--device cuda, but PyTorch sees no CUDA GPU (use --device cpu or auto)")
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def fast_amp(device):
-    """The mixed precision that speeds `device` up: bf16 on a CUDA GPU that has it (fp16 on one that has
-    not) and on a CPU with native bf16 (AVX512-BF16 or AMX), fp32 ("off") on other CPUs, where bf16 is
-    emulated and slower than fp32 (docs/performance.md)."""
+    """The precision that speeds `device` up: bf16 where it is native (a recent GPU, a CPU with AVX512-BF16 or
+    AMX), fp16 on an older GPU, fp32 ("off") on other CPUs, where bf16 is emulated and slower."""
     if torch.device(device).type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return "bf16" if native else "off"
+    return "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "off"
 
 
-def read_recipes(p, argv):
-    """argv with each `@FILE` replaced by the flags written in FILE (a recipe: recipes/*.txt), read as a shell
-    reads them; `#` starts a comment. Flags after it on the command line win, as any later flag does."""
-    out = []
-    for a in argv:
-        if not str(a).startswith("@"):
-            out.append(a)
-            continue
-        path = str(a)[1:]
-        try:
-            with open(path) as f:
-                out += shlex.split(f.read(), comments=True)
-        except (OSError, UnicodeDecodeError) as e:
-            p.error(f"{a}: cannot read this recipe file ({getattr(e, 'strerror', None) or type(e).__name__})")
-        except ValueError as e:  # an unclosed quote
-            p.error(f"{a}: not a recipe file ({e})")
-    return out
+# ------------------------------------------------------------------------------------------------------------
+# Output files: written to a temporary name beside the target, flushed to the disk, then renamed over it, so a
+# full disk or a crash leaves the previous good file, never a truncated one.
+
+def atomic_write(path, content):
+    """`content`: str, bytes, or a function write(tmp_path) such as fig.savefig or torch.save."""
+    path, tmp = str(path), temporary_name(path)
+    try:
+        if callable(content):
+            content(tmp)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(content.encode() if isinstance(content, str) else content)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
+        if isinstance(e, RuntimeError) and "writ" not in str(e) and "pos" not in str(e):
+            raise
+        full = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 2 ** 20
+        why = getattr(e, "strerror", None) or (os.strerror(errno.ENOSPC) if full else str(e).splitlines()[0][:100])
+        raise OutputError(f"{path}: cannot write it ({why})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
-def given_flags(argv):
-    """The flags written on a command line (underscored, as argparse names them): what the user chose, as
-    against a default."""
-    argv = sys.argv[1:] if argv is None else argv
-    return {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+def temporary_name(path):
+    """x.tmp<pid>.csv.gz beside x.csv.gz: writers that choose the format by the name still do."""
+    folder, name = os.path.split(str(path))
+    stem, dot, extensions = name.partition(".") if not name.startswith(".") else (name, "", "")
+    return os.path.join(folder, f"{stem}.tmp{os.getpid()}{dot}{extensions}")
 
+
+def write_json(path, obj):
+    atomic_write(path, json.dumps(obj, indent=2) + "\n")
+
+
+def check_writable(path, folder=False, inputs=()):
+    """Before long work: `path` (a file, or with folder=True a folder) can be written and is none of `inputs`
+    nor inside an input folder. Missing parent folders are made; a real file is tried (os.access says yes to
+    root everywhere)."""
+    path = str(path)
+    for given in map(str, inputs):
+        if os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+            raise OutputError(f"{path}: is also an input ({given}); choose another output name")
+        if os.path.isdir(given) and inside(path, given):
+            raise OutputError(f"{path}: is inside the data folder {given}, where what is written would be read as "
+                              f"faces next time; write it elsewhere")
+    if not folder and os.path.isdir(path):
+        raise OutputError(f"{path}: is a folder; give a file name")
+    target = existing = os.path.abspath(path if folder else os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputError(f"{path}: {existing} is a file, not a folder")
+    try:
+        os.makedirs(target, exist_ok=True)
+        with open(os.path.join(target, f".write-test{os.getpid()}"), "w") as f:
+            f.write("x")
+        os.remove(f.name)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write {'into it' if folder else 'it'} "
+                          f"({e.strerror or errno.errorcode.get(e.errno, e)})") from None
+
+
+def same_place(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def inside(path, folder):
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+# ------------------------------------------------------------------------------------------------------------
 
 def out_of_memory(e):
-    """Whether an exception is the device running out of memory: torch.cuda.OutOfMemoryError, or the CPU
-    allocator's RuntimeError ("DefaultCPUAllocator: can't allocate memory"), or Python's MemoryError."""
-    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or \
-        "can't allocate memory" in str(e)
-
-
-def interrupt(signum, frame):
-    raise KeyboardInterrupt
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e)
 
 
 def run(main, prog):
-    """Calls main(); a UserError or Ctrl-C ends in one line. SIGTERM (what `kill`, `timeout`, a job scheduler
-    or a shutting-down machine sends) is handled as Ctrl-C is, so a stopped run says what it saved and
-    leaves its folder resumable. Under torchrun only rank 0 says it."""
-    speaks = int(os.environ.get("RANK", 0)) == 0
-    signal.signal(signal.SIGTERM, interrupt)
+    """Calls main(); a UserError, Ctrl-C, SIGTERM (what `kill` or a scheduler sends) or running out of memory
+    ends in one line and a non-zero exit."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
     try:
         sys.exit(main())
     except FlagError as e:
-        if speaks:
-            print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
     except UserError as e:
-        sys.exit(f"{prog}: {e}" if speaks else 1)
+        sys.exit(f"{prog}: {e}")
     except KeyboardInterrupt:
-        sys.exit(f"\n{prog}: interrupted" if speaks else 130)
+        sys.exit(f"\n{prog}: interrupted")
     except (RuntimeError, MemoryError) as e:
         if not out_of_memory(e):
-            raise  # a bug: its traceback
-        sys.exit(f"{prog}: out of memory ({str(e).splitlines()[0][:120]}); try a smaller batch "
-                 f"(--bs where the script has it) or a smaller input" if speaks else 1)
-    except BrokenPipeError:  # `evaluate.py ... | head` closed the pipe: stop quietly, as Unix tools do
-        # Python's own flush at exit would fail on the closed pipe
+            raise
+        sys.exit(f"{prog}: out of memory ({str(e).splitlines()[0][:120]}); try a smaller --bs or input")
+    except BrokenPipeError:  # `evaluate.py | head` closed the pipe: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

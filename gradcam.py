@@ -14,12 +14,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import checkpoint
 import cli
 import data
-import files
-import inference
 import model
+import peers
+import weights
+
+# The layer each network is explained at by default: its last convolutional block before the classifier.
+TARGET_LAYERS = {model.ResNet: "stage3.3", model.VGG: "features.26", peers.VGGBase: "features.20",
+                 peers.CNN3: "features.12", peers.CNN2: "features.4"}  # the MLP has no spatial layer
 
 
 class LayerError(ValueError):
@@ -86,7 +89,7 @@ def draw(images, maps, probs, titles, path, layer, truth=None, explained=None):
     """figure(...) written to `path` (its format from the name)."""
     import matplotlib.pyplot as plt
     fig = figure(images, maps, probs, titles, layer, truth, explained)
-    files.atomic_write(path, lambda t: fig.savefig(t, dpi=130, bbox_inches="tight"))
+    cli.atomic_write(path, lambda t: fig.savefig(t, dpi=130, bbox_inches="tight"))
     plt.close(fig)
 
 
@@ -129,13 +132,13 @@ def figure(images, maps, probs, titles, layer, truth=None, explained=None):
     return fig
 
 
-def layer_to_explain(p, net, asked, weights):
-    """The module --layer names, by default the network's last convolutional block (model.TARGET_LAYERS);
-    a wrong name is a one-line error that lists the right ones."""
-    name = next(key for key, make in model.MODELS.items() if type(net) is make)
-    if not asked and name not in model.TARGET_LAYERS:
-        p.error(f"{weights} holds a {name!r} network, which has no convolutional layer to explain")
-    layer = asked or model.TARGET_LAYERS[name]
+def layer_to_explain(p, net, asked, source):
+    """The module --layer names, by default the network's last convolutional block (TARGET_LAYERS); a wrong
+    name is a one-line error that lists the right ones."""
+    name = type(net).__name__
+    if not asked and type(net) not in TARGET_LAYERS:
+        p.error(f"{source} holds a {name!r} network, which has no convolutional layer to explain")
+    layer = asked or TARGET_LAYERS[type(net)]
     if layer not in dict(net.named_modules()) or layer == "":
         p.error(f"--layer {layer}: no such module in this {name} network; "
                 f"try one of {', '.join(conv_layers(net))}")
@@ -149,7 +152,7 @@ def explain(p, net, images, titles, layer, cls, out, device, truth=None, probs=N
         maps, logits = gradcam(net, next(data.batches(images, len(images), device)), layer, cls)
     except LayerError as e:
         p.error(f"--layer {layer}: {e}; try one of {', '.join(conv_layers(net))}")
-    probs = F.softmax(logits.float(), 1).cpu().numpy() if probs is None else probs
+    probs = F.softmax(logits.float() / getattr(net, "temperature", 1.0), 1).cpu().numpy() if probs is None else probs
     draw(images.numpy(), maps.cpu().numpy(), probs, titles, out, layer, truth,
          None if cls is None else [cls] * len(images))
     for t, pr in zip(titles, probs):
@@ -191,15 +194,13 @@ def main(argv=None):
     if os.path.splitext(args.out)[1].lower() not in IMAGE_FORMATS:
         p.error(f"--out {args.out}: name an image file ({', '.join(IMAGE_FORMATS)})")
     device = cli.pick_device(args.device)
-    files.check_writable(args.out, inputs=[args.weights, args.data])
-    net, _ = checkpoint.load_weights(args.weights, device)
+    cli.check_writable(args.out, inputs=[args.weights, args.data])
+    net, _ = weights.load(args.weights, device)
     layer = layer_to_explain(p, net, args.layer, args.weights)
 
-    if args.data != "synthetic" and not os.path.exists(args.data):
-        p.error(f"--data {args.data}: no such file or folder")
     splits = data.load(args.data, whole=True)
     split, all_images, labels = data.choose_split(splits, args.split, args.data)
-    pred = inference.predict_proba([net], all_images, device).argmax(1)
+    pred = model.predict_proba([net], all_images, device).argmax(1)
     idx = torch.from_numpy(pick(labels.numpy(), pred.numpy(), args.n, args.seed))
     print(f"{len(idx)} faces from {splits.title(split)}"
           f"{f' (--n {args.n}, but it holds only {len(idx)})' if len(idx) < args.n else ''}")

@@ -1,16 +1,19 @@
-"""The networks. Each takes a batch of normalised grey 48x48 faces [B, 1, 48, 48] and returns logits [B, 7].
+"""The report's network and ours, and prediction with them. Each network takes normalised grey 48x48 faces
+[B, 1, 48, 48] and returns logits [B, 7]; the peer reports' networks are in peers.py.
 
-`resnet` is the report's network exactly (its Appendix 1, the layer table): 3,817,079 parameters, LeakyReLU,
+`ResNet` is the report's network exactly (its Appendix 1, the layer table): 3,817,079 parameters, LeakyReLU,
 Kaiming-normal init. One change: it returns logits. The report ended in a Softmax and then used
 CrossEntropyLoss, which applies log-softmax again; the double softmax squashes the gradients and slows
 learning, so the Softmax is gone (predictions are the same argmax; train.py --double-softmax puts it back).
-
-Weights files live in checkpoint.py, prediction in inference.py; this file needs only torch.
-
-    python model.py [--model NAME]      the layer table with output shapes and parameter counts
+`VGG` is ours, the strongest single network here. Its layer table, as Appendix 1 prints it: tools/layer_table.py.
 """
+import sys
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+import data
 
 
 def conv3x3(cin, cout):
@@ -61,18 +64,14 @@ class ResNet(nn.Module):
 
 
 def kaiming_init(net):
-    """Kaiming-normal weights as the report, except the output layer, which starts at zero. Without the
-    report's final Softmax, a Kaiming-initialised output layer starts with logits so large that the loss is
-    ~9 instead of ln 7 = 1.95, and the network spends its first epochs only shrinking them
-    (docs/differences.md)."""
+    """Kaiming-normal weights as the report (BatchNorm's start is PyTorch's: 1 and 0), but the output layer at
+    zero: without the report's final Softmax, a Kaiming output layer starts with logits so large that the loss
+    is ~9, not ln 7 = 1.95, and the first epochs only shrink them (docs/differences.md)."""
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="leaky_relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
     nn.init.zeros_(output_layer(net).weight)
 
 
@@ -80,92 +79,8 @@ def output_layer(net):
     return [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
 
 
-def kaiming_output_layer(net):
-    """The report's own start for the output layer, Kaiming-normal like every other layer: with its Softmax
-    before the loss (train.py --double-softmax) the large first logits are squashed, not a loss of ~9."""
-    nn.init.kaiming_normal_(output_layer(net).weight, nonlinearity="leaky_relu")
-
-
-# ------------------------------------------------------------------------------------------------------------
-# The peer reports' networks, rebuilt from their descriptions for the comparison table,
-# and one stronger network of our own. Where a report leaves a size out, the choice is said in a comment.
-
 def conv_bn_relu(cin, cout, k=3):
     return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
-class VGGBase(nn.Module):
-    """Peer report 001's "base CNN": VGG-like 64,64,pool,128,pool,256x3,pool,512x3,pool, Dense 128, Dropout
-    0.3, ReLU, no BatchNorm (Keras defaults: biases, 'same' padding). 64.5% with augmentation in that report.
-    Initialised as Keras initialises it (Glorot-uniform weights, zero biases): under PyTorch's default
-    (Kaiming-uniform with a=sqrt(5), weights ~3x smaller in variance for ReLU) this 10-conv network without
-    BatchNorm never leaves the majority class (docs/results.md)."""
-
-    def __init__(self, num_classes=7):
-        super().__init__()
-        plan = [64, 64, "M", 128, "M", 256, 256, 256, "M", 512, 512, 512, "M"]
-        layers, cin = [], 1
-        for v in plan:
-            layers += [nn.MaxPool2d(2)] if v == "M" else \
-                [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=True)]
-            cin = v if v != "M" else cin
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(512 * 3 * 3, 128), nn.ReLU(inplace=True),
-                                  nn.Dropout(0.3), nn.Linear(128, num_classes))
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x):
-        return self.head(self.features(x))
-
-
-class CNN3(nn.Module):
-    """Peer report 004: three convs 64/128/256 (3x3) with BatchNorm, ReLU, 2x2 max-pool and Dropout 0.2, then FC 256.
-    The report pools with stride 1, which would leave a 256x45x45 map (a 132M-weight FC layer); stride 2 is
-    used. 60.2% validation accuracy after 200 epochs of SGD in that report."""
-
-    def __init__(self, num_classes=7):
-        super().__init__()
-        layers, cin = [], 1
-        for cout in (64, 128, 256):
-            layers += [*conv_bn_relu(cin, cout), nn.MaxPool2d(2), nn.Dropout(0.2)]
-            cin = cout
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(256 * 6 * 6, 256), nn.ReLU(inplace=True),
-                                  nn.Dropout(0.2), nn.Linear(256, num_classes))
-
-    def forward(self, x):
-        return self.head(self.features(x))
-
-
-class CNN2(nn.Module):
-    """Peer report 002: conv 5x5 -> 64, conv 4x4 -> 32, then three dense layers with ReLU. The report gives no
-    pooling or dense sizes: 2x2 max-pool after each conv and dense 256 -> 128 -> 7 are our choice. 51.8% in
-    that report."""
-
-    def __init__(self, num_classes=7):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 64, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # 44 -> 22
-                                      nn.Conv2d(64, 32, 4), nn.ReLU(inplace=True), nn.MaxPool2d(2))  # 19 -> 9
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 9 * 9, 256), nn.ReLU(inplace=True),
-                                  nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Linear(128, num_classes))
-
-    def forward(self, x):
-        return self.head(self.features(x))
-
-
-class MLP(nn.Module):
-    """Peer report 003's standard-ML baseline: scikit-learn's MLPClassifier(hidden_layer_sizes=(128, 64)), ReLU."""
-
-    def __init__(self, num_classes=7):
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 128), nn.ReLU(inplace=True),
-                                 nn.Linear(128, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes))
-
-    def forward(self, x):
-        return self.net(x)
 
 
 class VGG(nn.Module):
@@ -188,66 +103,50 @@ class VGG(nn.Module):
         return self.head(self.features(x))
 
 
-# name -> constructor. TARGET_LAYERS: Grad-CAM's default layer, the last convolutional block before the
-# classifier.
-MODELS = {"resnet": ResNet, "vgg": VGG, "vgg_base": VGGBase, "cnn3": CNN3, "cnn2": CNN2, "mlp": MLP}
-TARGET_LAYERS = {"resnet": "stage3.3", "vgg": "features.26", "vgg_base": "features.20", "cnn3": "features.12",
-                 "cnn2": "features.4"}  # the MLP has no spatial layer to explain
-
-
-def build(name):
-    return MODELS[name]()
+MODELS = {"resnet": ResNet, "vgg": VGG}
 
 
 def count_parameters(net):
     return sum(p.numel() for p in net.parameters())
 
 
-def fitting_networks(state):
-    """The names of the networks whose parameter names and shapes are exactly those of a state_dict."""
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    return [name for name, make in MODELS.items()
-            if {k: tuple(v.shape) for k, v in make().state_dict().items()} == shapes]
-
-
 # ------------------------------------------------------------------------------------------------------------
+# Prediction: batched on the device, averaged over networks (an ensemble) and views (TTA)
 
-def layer_table(net, input_size=(1, 1, 48, 48)):
-    """Rows of (indented name, type, output shape, parameters held directly), like the report's Appendix 1."""
-    rows, hooks = [], []
-    for name, m in net.named_modules():
-        if name == "":
-            continue
-        def hook(mod, inp, out, name=name):
-            direct = sum(p.numel() for p in mod.parameters(recurse=False))
-            if isinstance(mod, nn.Sequential):  # the report counts a projection shortcut as one row
-                direct = count_parameters(mod) if name.endswith("shortcut") else 0
-            rows.append((name, type(mod).__name__, list(out.shape), direct))
-        hooks.append(m.register_forward_hook(hook))
-    order = {name: i for i, (name, _) in enumerate(net.named_modules())}
-    with torch.no_grad():
-        net.eval()(torch.zeros(input_size))
-    for h in hooks:
-        h.remove()
-    rows.sort(key=lambda r: order[r[0]])
-    return rows
+TTA_WARPS = ((0.0, 0.9), (0.0, 1.1), (-6.0, 1.0), (6.0, 1.0))  # (degrees, zoom) besides the face as it is
 
 
-def main(argv=None):
-    import cli  # the command line only; the networks need nothing but torch
-    p = cli.parser("model.py", "Print a network's layer table and parameter count.")
-    p.add_argument("--model", default="resnet", choices=list(MODELS))
-    args = p.parse_args(argv)
-    net = build(args.model)
-    print(f"{'Layer (type)':<44}{'Output shape':>20}{'Param #':>14}")
-    for name, kind, shape, n in layer_table(net):
-        if "shortcut." in name or kind == "Identity":  # counted in the shortcut's own row / holds nothing
-            continue
-        indent = "  " * name.count(".")
-        print(f"{indent + name.split('.')[-1] + ' (' + kind + ')':<44}{str(shape):>20}{n:>14,}")
-    print(f"Total params: {count_parameters(net):,}")
+def tta_views(x, interpolation="bilinear"):
+    """Ten views of a normalised batch [B, 1, 48, 48]: the face and its mirror, each as it is, zoomed out and
+    in by 10% and turned by -6 and +6 degrees, inside the training augmentation's ranges and, as there, black
+    outside the picture. Resampled as the network trained (`interpolation`): the other way costs 2-3 points.
+    On PublicTest these views beat flip x 2-pixel shifts by about a point (docs/results.md)."""
+    black = data.normalize(torch.zeros((), device=x.device))
+    degrees, zooms = (torch.tensor(v, device=x.device) for v in zip(*TTA_WARPS))
+    angle = degrees * torch.pi / 180
+    cos, sin, zero = torch.cos(angle) / zooms, torch.sin(angle) / zooms, torch.zeros_like(zooms)
+    thetas = torch.stack([torch.stack([cos, sin, zero], 1), torch.stack([-sin, cos, zero], 1)], 1)
+    for img in (x, x.flip(-1)):
+        yield img
+        for theta in thetas:
+            grid = F.affine_grid(theta.expand(len(x), 2, 3).to(x.dtype), list(x.shape), align_corners=False)
+            yield F.grid_sample(img - black, grid, mode=interpolation, padding_mode="zeros",
+                                align_corners=False) + black
 
 
-if __name__ == "__main__":
-    import cli
-    cli.run(main, "model.py")
+def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=False, progress=False):
+    """Class probabilities [N, 7] in data.CLASSES order for uint8 faces [N, 48, 48], averaged over `nets` and,
+    with tta, over each network's ten views (resampled as its weights file says it trained), each calibrated. `autocast`: bf16,
+    about twice as fast, for live video. `progress`: a bar (TTA over a data set takes minutes on a CPU)."""
+    from tqdm import tqdm
+    device = torch.device(device)
+    interpolations = [net.trained["interpolation"] for net in nets]
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        for x in tqdm(data.batches(images, batch_size, device), total=-(-len(images) // batch_size),
+                      leave=False, disable=not progress or None, desc="predicting", file=sys.stdout):
+            views = {i: list(tta_views(x, i)) if tta else [x] for i in set(interpolations)}
+            probs = [F.softmax(net(v).float() / getattr(net, "temperature", 1.0), 1)  # calibrated (weights.py)
+                     for net, i in zip(nets, interpolations) for v in views[i]]
+            out.append((sum(probs) / len(probs)).cpu())
+    return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))

@@ -1,10 +1,9 @@
-"""FER2013 as its files hold it, read from every layout users download, with every way a file can be wrong
-named in one line (the file, the row, why). data.py turns what these return into the splits a network trains
-on; a reader of the reference path can skip this file.
-
-Layouts: Kaggle's fer2013.csv (emotion,pixels,Usage), train.csv and test.csv (no Usage), icml_face_data.csv
-(" Usage", " pixels"), each also compressed (.gz, .zip, ...); image folders ROOT/{train,validation,test}/<class>/
-and ROOT/<class>/ (Kaggle's image release, Roboflow's, CK+, your own), in any size, colour or bit depth.
+"""Every FER2013 layout users download besides a plain fer2013.csv (data.py reads that), and every way a file can
+be wrong, in one line naming the file, the row and why; a reader of the reference path can skip this file.
+Layouts: train.csv and test.csv (no Usage), icml_face_data.csv (" Usage", " pixels"), CSVs with odd spacing, case
+or trailing commas, compressed (.gz, .zip, ...); image folders ROOT/{train,validation,test}/<class>/ and
+ROOT/<class>/ (Kaggle's image release, Roboflow's, CK+, your own) in any size, colour or bit depth. data.py hands
+in the class names and the size.
 """
 import lzma
 import os
@@ -15,19 +14,11 @@ import zlib
 import numpy as np
 import pandas as pd
 
-import cli
-import files
+from cli import DataError
 
-# The emotion column's values 0-6 name these classes, in this order: every output of the project uses it.
-CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-SIZE = 48
-
-# What each Kaggle Usage value and each of our splits is called in FER2013's own terms.
-KAGGLE_NAMES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
-
-# Kaggle's Usage column and the image releases' folder names (Kaggle's, Roboflow's train/valid/test, and
-# folders named after the Usage values) -> our split names.
+# Kaggle's Usage column and the image releases' folder names -> our split names, and what Kaggle calls each.
 USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
+KAGGLE_NAMES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 FOLDERS = {"train": "train", "training": "train", "validation": "val", "val": "val", "valid": "val",
            "publictest": "val", "test": "test", "testing": "test", "privatetest": "test"}
 # Class-folder spellings seen in the image releases (Kaggle msambare, jonathanoheix, FER+ style names).
@@ -36,21 +27,19 @@ CLASS_ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "h
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class DataError(cli.UserError):
-    """Data the user gave cannot be used; the message names the file (and row) and says why, in one line."""
-
-def read(path):
-    """What a file or folder holds: ({split: (images uint8 [N, 48, 48], labels int64 [N])}, {split: the data's
-    own name for it}, notes on what was left out, class folders that are not FER2013 classes). Data without
-    split information comes back as the one split "all"."""
+def read(path, classes, size):
+    """What a file or folder holds: ({split: (images uint8 [N, size, size], labels int64 [N] indexing
+    `classes`)}, {split: the data's own name for it}, notes on what was left out, class folders that are not
+    among `classes`). Data without split information comes back as the one split "all"."""
     if os.path.isdir(path):
-        return read_image_tree(path)
+        return read_image_tree(path, classes, size)
     if os.path.isfile(path):
-        splits = read_csv(path)
+        splits = read_csv(path, len(classes), size)
         return splits, {k: KAGGLE_NAMES[k] for k in splits if k in KAGGLE_NAMES}, [], []
     if os.path.exists(path):
         raise DataError(f"{path}: not a file or folder (a pipe or device cannot be read twice); save it to a file")
-    raise DataError(f"{path}: no such file or folder")
+    raise DataError(f"{path}: no such file or folder (fer2013.csv comes from https://www.kaggle.com/c/challenges-in-"
+                    f"representation-learning-facial-expression-recognition-challenge/data)")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -59,14 +48,10 @@ def read(path):
 COMPRESSION_ERRORS = (zlib.error, zipfile.BadZipFile, lzma.LZMAError, EOFError)  # and OSError (gzip, bz2)
 
 
-def read_csv(path):
+def read_csv(path, n_classes, size):
     try:
-        with warnings.catch_warnings():
-            # a trailing comma: its empty field dropped
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            # index_col=False: a trailing comma must not turn the emotion column into the index;
-            # skip_blank_lines=False: blank lines stay rows (dropped below), so row numbers are
-            # the file's lines.
+        with warnings.catch_warnings():  # a trailing comma: its empty field dropped, not the index (index_col);
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)  # blank lines kept: row numbers are lines
             df = pd.read_csv(path, skipinitialspace=True, dtype=str, keep_default_na=False, index_col=False,
                              skip_blank_lines=False)
     except pd.errors.EmptyDataError:
@@ -99,13 +84,12 @@ def read_csv(path):
     df, lines = df[~blank].reset_index(drop=True), lines[~blank]
     if len(df) == 0:
         raise DataError(f"{path}: no rows")
-    images = parse_pixels(df["pixels"], path, lines)
-    labels = parse_labels(df["emotion"], path, lines)
+    images = parse_pixels(df["pixels"], path, lines, size)
+    labels = parse_labels(df["emotion"], path, lines, n_classes)
     if "usage" not in df.columns:
         return {"all": (images, labels)}
     usage = df["usage"].str.strip().str.lower()
-    unknown = sorted(set(usage) - set(USAGE))
-    if unknown:
+    if not usage.isin(list(USAGE)).all():
         row = int(np.flatnonzero(~usage.isin(list(USAGE)))[0])
         raise DataError(f"{path}: row {lines[row]}: unknown Usage {df['usage'].iloc[row]!r} "
                         "(expected Training, PublicTest or PrivateTest)")
@@ -113,10 +97,9 @@ def read_csv(path):
     return {USAGE[u]: (images[picked], labels[picked]) for u, picked in rows.items()}
 
 
-def parse_pixels(column, path, lines):
-    """All rows in one C-level parse (np.fromstring) instead of a Python split per row: ~2 s for 32k rows.
-    A -1 (never a pixel) ends every row, so a row short by a value and a later one long by one cannot pass
-    as the right total: each row's end must fall exactly where 2,304 values put it."""
+def parse_pixels(column, path, lines, size):
+    """One C-level parse (np.fromstring), a -1 ending every row so that a short row and a long one cannot pass as
+    the right total; a Python parse per row only to name the bad row."""
     n = len(column)
     try:
         with warnings.catch_warnings():
@@ -125,145 +108,128 @@ def parse_pixels(column, path, lines):
             flat = np.fromstring(" -1 ".join(column.tolist()) + " -1", dtype=np.float32, sep=" ")
     except ValueError:
         flat = np.zeros(0, np.float32)
-    if flat.size == n * (SIZE * SIZE + 1):
-        rows = flat.reshape(n, SIZE * SIZE + 1)
+    if flat.size == n * (size * size + 1):
+        rows = flat.reshape(n, size * size + 1)
         pixels = rows[:, :-1]
         whole_bytes = (pixels >= 0) & (pixels <= 255) & (pixels == np.round(pixels))
         if np.all(rows[:, -1] == -1) and np.all(whole_bytes):
-            return pixels.astype(np.uint8).reshape(n, SIZE, SIZE)
+            return pixels.astype(np.uint8).reshape(n, size, size)
     for line, text in zip(lines, column.tolist()):  # slow path, only to name the bad row
         tokens = text.split()
-        if len(tokens) != SIZE * SIZE:
-            raise DataError(f"{path}: row {line}: {len(tokens)} pixel values, expected {SIZE * SIZE}")
+        if len(tokens) != size * size:
+            raise DataError(f"{path}: row {line}: {len(tokens)} pixel values, expected {size * size}")
         try:
             values = np.array(tokens, dtype=np.float64)
         except ValueError:
-            bad = next(t for t in tokens if not _is_number(t))
+            bad = next(t for t in tokens if np.isnan(pd.to_numeric(t, errors="coerce")))
             raise DataError(f"{path}: row {line}: pixel value {bad[:20]!r} is not a number") from None
         if not np.all((values >= 0) & (values <= 255) & (values == np.round(values))):
             raise DataError(f"{path}: row {line}: pixel values must be whole numbers in 0-255")
     raise DataError(f"{path}: the pixel column could not be parsed")
 
 
-def _is_number(text):
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def parse_labels(column, path, lines):
+def parse_labels(column, path, lines, n_classes):
     labels = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy()
-    bad = np.flatnonzero(~np.isin(labels, np.arange(len(CLASSES))))
+    bad = np.flatnonzero(~np.isin(labels, np.arange(n_classes)))
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{path}: row {lines[row]}: emotion {column.iloc[row]!r} is not a label 0-6")
+        raise DataError(f"{path}: row {lines[row]}: emotion {column.iloc[row]!r} is not a label 0-{n_classes - 1}")
     return labels.astype(np.int64)
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Image folders: ROOT/{train,validation,test}/<class>/*.jpg, or ROOT/<class>/*.jpg
 
-def class_index(name):
+def class_index(name, classes):
     key = name.strip().lower()
     key = CLASS_ALIASES.get(key, key)
-    return CLASSES.index(key) if key in CLASSES else None
+    return classes.index(key) if key in classes else None
+
+
+def shown(names, k=3):
+    return ", ".join(names[:k]) + (", ..." if len(names) > k else "")
 
 
 def visible(folder):
-    """The entries of a folder, sorted, without hidden ones (.DS_Store, ._x.png from macOS,
-    .ipynb_checkpoints)."""
+    """A folder's entries, sorted, without hidden ones (.DS_Store, ._x.png from macOS, .ipynb_checkpoints)."""
     try:
         return sorted(e for e in os.listdir(folder) if not e.startswith("."))
     except OSError as e:  # no permission, or gone while being read
         raise DataError(f"{folder}: cannot read this folder ({e.strerror})") from None
 
 
-def read_image_tree(root):
-    """Returns ({split: (images, labels)}, {split: the folder's own name}, notes on what was left out, the
-    class folders that are not FER2013 classes)."""
+def read_image_tree(root, classes, size):
     subdirs = [d for d in visible(root) if os.path.isdir(os.path.join(root, d))]
     split_dirs = [d for d in subdirs if d.lower() in FOLDERS]
-    for a in split_dirs:
-        for b in split_dirs:
-            if a < b and FOLDERS[a.lower()] == FOLDERS[b.lower()]:
-                raise DataError(f"{root}: folders {a!r} and {b!r} are both the {FOLDERS[a.lower()]} split; "
-                                f"keep one")
+    twice = [(a, b) for a in split_dirs for b in split_dirs if a < b and FOLDERS[a.lower()] == FOLDERS[b.lower()]]
+    if twice:
+        raise DataError(f"{root}: folders {twice[0][0]!r} and {twice[0][1]!r} are both the "
+                        f"{FOLDERS[twice[0][0].lower()]} split; keep one")
     notes, unknown = [], []
     if split_dirs:
         beside = [d for d in visible(root) if d not in split_dirs]
         if beside:
-            shown = ", ".join(beside[:4]) + (", ..." if len(beside) > 4 else "")
-            notes.append(f"{root}: {len(beside)} entr{'ies' if len(beside) > 1 else 'y'} beside the split "
-                         f"folders left out ({shown}): with split folders ({', '.join(split_dirs)}), "
-                         f"only they are read")
-        splits = {FOLDERS[d.lower()]: read_class_folders(os.path.join(root, d), notes, unknown)
+            notes.append(f"{root}: {len(beside)} entr{'ies' if len(beside) > 1 else 'y'} beside the split folders "
+                         f"left out ({shown(beside, 4)}): with split folders ({', '.join(split_dirs)}), only they are read")
+        splits = {FOLDERS[d.lower()]: read_class_folders(os.path.join(root, d), classes, size, notes, unknown)
                   for d in split_dirs}
         return splits, {FOLDERS[d.lower()]: f"{d}/" for d in split_dirs}, notes, unknown
     if subdirs:
-        return {"all": read_class_folders(root, notes, unknown)}, {}, notes, unknown
+        return {"all": read_class_folders(root, classes, size, notes, unknown)}, {}, notes, unknown
     raise DataError(f"{root}: no class folders (expected {root}/train/<class>/*.jpg or {root}/<class>/*.jpg)")
 
 
-def read_class_folders(folder, notes, unknown):
-    """Every image of every class folder. A folder that is not a FER2013 class (CK+'s contempt) is left out
-    and noted; so are files of a kind the reader does not take and folders inside a class folder. A class
-    folder that yields no image at all is an error: it would silently train or score a class on nothing."""
+def read_class_folders(folder, classes, size, notes, unknown):
+    """Every image of every class folder; what is left out (CK+'s contempt, other files) is noted. A class folder
+    with no image is an error: it would silently train or score a class on nothing."""
     images, labels, skipped_classes, loose, folders_of = [], [], [], [], {}
     for name in visible(folder):
         sub = os.path.join(folder, name)
         if not os.path.isdir(sub):
             loose.append(name)
             continue
-        label = class_index(name)
+        label = class_index(name, classes)
         if label is None:
             skipped_classes.append(name)
             unknown.append(sub)
             continue
         entries = visible(sub)
-        files_ = [f for f in entries
-                  if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(sub, f))]
+        files_ = [f for f in entries if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(sub, f))]
         skipped = [f for f in entries if f not in files_]
         if skipped:
-            entries_word = "entry" if len(skipped) == 1 else "entries"
-            shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-            notes.append(f"{sub}: {len(skipped)} {entries_word} left out, not image files ({shown}; images "
-                         f"are read from {', '.join(IMAGE_EXTS)}, not from folders inside a class folder)")
+            notes.append(f"{sub}: {len(skipped)} entr{'ies' if len(skipped) > 1 else 'y'} left out, not image files "
+                         f"({shown(skipped)}; images are read from {', '.join(IMAGE_EXTS)}, not from folders inside "
+                         f"a class folder)")
         if not files_:
             raise DataError(f"{sub}: no image files in this class folder (images are read from "
                             f"{', '.join(IMAGE_EXTS)} files directly inside it)")
-        images += [read_image(os.path.join(sub, f)) for f in files_]
+        images += [read_image(os.path.join(sub, f), size) for f in files_]
         labels += [label] * len(files_)
         folders_of.setdefault(label, []).append(name)
     for label, names in folders_of.items():
         if len(names) > 1:  # "happy" and "Happy", or "happy" and "happiness"
             notes.append(f"{folder}: folders {' and '.join(map(repr, names))} are all class "
-                         f"{CLASSES[label]}: their images are read as one class")
+                         f"{classes[label]}: their images are read as one class")
     if loose:
-        shown = ", ".join(loose[:3]) + (", ..." if len(loose) > 3 else "")
         notes.append(f"{folder}: {len(loose)} file{'s' * (len(loose) > 1)} directly inside it left out "
-                     f"({shown}): images are read from the class folders inside it")
+                     f"({shown(loose)}): images are read from the class folders inside it")
     if skipped_classes:
-        notes.append(f"{folder}: class folder{'s' * (len(skipped_classes) > 1)} "
-                     f"{', '.join(map(repr, skipped_classes))} left out: "
-                     f"not FER2013 classes ({', '.join(CLASSES)})")
+        notes.append(f"{folder}: class folder{'s' * (len(skipped_classes) > 1)} {', '.join(map(repr, skipped_classes))} "
+                     f"left out: not FER2013 classes ({', '.join(classes)})")
     if not images and skipped_classes:
         name = skipped_classes[0]
         raise DataError(f"{os.path.join(folder, name)}: unknown class folder {name!r} "
-                        f"(expected one of {', '.join(CLASSES)}), and no FER2013 class folder beside it")
+                        f"(expected one of {', '.join(classes)}), and no FER2013 class folder beside it")
     if not images:
         raise DataError(f"{folder}: no images found in its class folders")
     return np.stack(images), np.array(labels, dtype=np.int64)
 
 
-def read_image(path):
-    """Any size, colour or grey -> 48x48 uint8 grey: Pillow's luminance conversion, then a bilinear resize."""
+def read_image(path, size):
+    """Any size, colour or grey -> size x size uint8 grey: Pillow's luminance conversion, a bilinear resize."""
     from PIL import Image
     grey = read_grey(path)
-    if grey.shape != (SIZE, SIZE):
-        grey = np.asarray(Image.fromarray(grey).resize((SIZE, SIZE), Image.BILINEAR))
-    return grey
+    return grey if grey.shape == (size, size) else np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR))
 
 
 DEEP_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's 16- and 32-bit grey modes
@@ -285,9 +251,7 @@ def read_grey(path):
             return grey_of(ImageOps.exif_transpose(im))
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: image too large ({str(e).splitlines()[0][:100]})") from None
-    # Pillow's decoders raise many kinds (OSError, ValueError, struct.error, SyntaxError, ZeroDivisionError,
-    # ...) for a damaged file; a file we cannot decode is the user's to fix.
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 (Pillow's decoders raise many kinds for a damaged file)
         first = (str(e).splitlines() or [type(e).__name__])[0][:100]
         raise DataError(f"{path}: unreadable image ({first})") from None
 
@@ -296,9 +260,7 @@ def grey_of(im):
     """A PIL image as uint8 grey [H, W]: 16- and 32-bit grey scaled to 8 bits (Pillow's convert("L") clips
     them to white), a NaN pixel black, colour by Pillow's luminance."""
     if im.mode in DEEP_GREY:
-        values = np.asarray(im, dtype=np.float64)
-        finite = np.isfinite(values)  # a NaN pixel (float TIFFs) is black, not the whole picture
-        values = np.where(finite, values, 0.0)
+        values = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0)  # a NaN pixel is black, not the picture
         peak = values.max()
         if im.mode == "F":  # floats: 0-1, 0-255, or any other range, scaled by its own peak
             top = 1.0 if peak <= 1 else 255.0 if peak <= 255 else peak
@@ -306,13 +268,3 @@ def grey_of(im):
             top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else 2.0 ** 31 - 1
         return np.clip(np.round(values * (255 / top)), 0, 255).astype(np.uint8)
     return np.asarray(im.convert("L"), dtype=np.uint8).copy()
-
-
-def write_csv(path, images, labels, usage=None):
-    """Kaggle fer2013.csv layout (emotion,pixels[,Usage]), written atomically."""
-    pixels = [" ".join(map(str, row)) for row in images.reshape(len(images), -1).tolist()]
-    df = pd.DataFrame({"emotion": labels, "pixels": pixels})
-    if usage is not None:
-        df["Usage"] = usage
-    # .gz, .bz2, .xz, .zip
-    files.atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, compression="infer"))

@@ -25,8 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone's root
 import cli  # noqa: E402
 import data  # noqa: E402
-import files  # noqa: E402
-import inference  # noqa: E402
+import weights  # noqa: E402
 from app import faces  # noqa: E402
 from app.tracking import DETECT_SCALE, SMOOTH, Tracker  # noqa: E402
 
@@ -34,7 +33,7 @@ def open_source(cv2, source):
     cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
     if not cap.isOpened():
         what = f"camera {source}" if source.isdigit() else source
-        raise data.DataError(f"{what}: cannot be opened" + (" (no such file)" if not source.isdigit() and
+        raise cli.DataError(f"{what}: cannot be opened" + (" (no such file)" if not source.isdigit() and
                                                               not os.path.exists(source) else ""))
     return cap
 
@@ -114,11 +113,11 @@ def main(argv=None):
         p.error("no display to show a window on here (or an OpenCV without windows, as the headless one); "
                 "pass --out annotated.mp4 to write the video instead, or --csv / --plot for its emotions")
     for output in outputs:
-        files.check_writable(output, inputs=[args.source, *args.weights])
-    nets = inference.load_nets(args.weights, device)
+        cli.check_writable(output, inputs=[args.source, *args.weights])
+    nets = weights.load_nets(args.weights, device)
     detect = faces.best_detector(min_size=round(faces.MIN_SIZE * DETECT_SCALE))  # as small faces as in photos
     if detect is None:
-        raise data.DataError(f"no face finder is installed: {faces.INSTALL}")
+        raise cli.DataError(f"no face finder is installed: {faces.INSTALL}")
     tracker = Tracker(cv2, detect)
     cap = open_source(cv2, args.source)
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
@@ -153,7 +152,7 @@ def main(argv=None):
             frames += 1
             if args.out:
                 if writer is None:
-                    tmp = files.temporary_name(args.out)  # renamed when checked: no half-written video
+                    tmp = cli.temporary_name(args.out)  # renamed when checked: no half-written video
                     mp4 = args.out.lower().endswith(".mp4")
                     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if mp4 else "MJPG"))
                     writer = cv2.VideoWriter(tmp, fourcc, fps_in, (frame.shape[1], frame.shape[0]))
@@ -174,11 +173,11 @@ def main(argv=None):
                 os.replace(tmp, args.out)
             else:
                 os.remove(tmp)
-                raise files.OutputError(f"{args.out}: cannot write it ({written}); nothing was written")
+                raise cli.OutputError(f"{args.out}: cannot write it ({written}); nothing was written")
         if show:
             cv2.destroyAllWindows()
     if frames == 0:
-        raise data.DataError(f"{args.source}: no frame could be read")
+        raise cli.DataError(f"{args.source}: no frame could be read")
     seconds = time.perf_counter() - t0
     h, w = grey.shape
     print(f"{frames} frames of {w}x{h} in {seconds:.1f} s: {frames / seconds:.1f} frames/s (finding faces "
@@ -198,7 +197,7 @@ def write_csv(path, rows):
     track, box, emotion and the network's seven probabilities for that frame (not smoothed)."""
     lines = [",".join(faces.VIDEO_COLUMNS)] + [
         ",".join(str(v) for v in faces.video_row(f, t, i, box, pr).values()) for f, t, i, box, pr in rows]
-    files.atomic_write(path, "\n".join(lines) + "\n")
+    cli.atomic_write(path, "\n".join(lines) + "\n")
 
 
 def plot_emotions(path, rows, source, most=6):
@@ -231,7 +230,7 @@ def plot_emotions(path, rows, source, most=6):
     axes[-1, 0].set_xlabel("seconds")
     fig.suptitle(f"Emotions over time: {os.path.basename(str(source))}", y=1.0)
     fig.tight_layout()
-    files.atomic_write(path, lambda t: fig.savefig(t, dpi=110, bbox_inches="tight"))
+    cli.atomic_write(path, lambda t: fig.savefig(t, dpi=110, bbox_inches="tight"))
     plt.close(fig)
 
 

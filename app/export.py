@@ -23,10 +23,9 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone's root
-import checkpoint  # noqa: E402
 import cli  # noqa: E402
 import data  # noqa: E402
-import files  # noqa: E402
+import weights  # noqa: E402
 
 INPUT, OUTPUT = "pixels", "probabilities"
 
@@ -41,18 +40,18 @@ class Probabilities(nn.Module):
 
     def forward(self, pixels):
         x = data.normalize(pixels / 255)
-        return torch.stack([net(x).softmax(1) for net in self.nets]).mean(0)
+        return torch.stack([(net(x) / getattr(net, "temperature", 1.0)).softmax(1) for net in self.nets]).mean(0)
 
 
-def metadata(weights):
+def metadata(paths):
     return {"classes": ",".join(data.CLASSES),
             "input": f"{INPUT}: float32 [N, 1, 48, 48], grey pixel values 0-255 of a face cut to its box",
             "output": f"{OUTPUT}: float32 [N, 7], the classes in the order of 'classes'",
             "preprocessing": f"inside the graph: x / 255, then (x - {data.MEAN}) / {data.STD}",
-            "weights": ", ".join(os.path.basename(w) for w in weights)}
+            "weights": ", ".join(os.path.basename(w) for w in paths)}
 
 
-def export(nets, weights, path):
+def export(nets, paths, path):
     """Writes the ONNX file (atomically) and returns the PyTorch module it was made from."""
     import onnx
     module = Probabilities(nets).eval()
@@ -66,12 +65,12 @@ def export(nets, weights, path):
             torch.onnx.export(module, (example,), tmp, dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
                               dynamic_shapes=({0: torch.export.Dim("faces")},), verbose=False)
         graph = onnx.load(tmp)  # with its weights, which the exporter may have put in TMP.data beside it
-        onnx.helper.set_model_props(graph, metadata(weights))
+        onnx.helper.set_model_props(graph, metadata(paths))
         onnx.save(graph, tmp)  # one file: the weights inside it
         if os.path.exists(tmp + ".data"):
             os.remove(tmp + ".data")
 
-    files.atomic_write(path, write)
+    cli.atomic_write(path, write)
     return module
 
 
@@ -108,8 +107,8 @@ def make_parser():
     p = cli.parser("export.py", __doc__)
     p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--data", default="synthetic", help="faces to check the file on: a data set as train.py's "
-                   "--data (its val split), or synthetic")
+    p.add_argument("--data", help="faces to check the file on: a data set as evaluate.py's --data, scored split "
+                   "(default: 512 random faces)")
     return p
 
 
@@ -118,8 +117,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.out.lower().endswith(".onnx"):
         p.error(f"--out {args.out}: name an .onnx file")
-    if args.data != "synthetic" and not os.path.exists(args.data):
-        p.error(f"--data {args.data}: no such file or folder")
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -127,15 +124,19 @@ def main(argv=None):
     except ImportError as e:
         raise cli.UserError(f"needs {e.name}, an optional extra: pip install -r requirements-export.txt") \
             from None
-    files.check_writable(args.out, inputs=[*args.weights, args.data])
-    nets = [checkpoint.load_weights(w)[0] for w in args.weights]  # fp32 on the CPU: the file runs anywhere
+    cli.check_writable(args.out, inputs=[*args.weights, *[args.data] * bool(args.data)])
+    nets = [weights.load(w)[0] for w in args.weights]  # fp32 on the CPU: the file runs anywhere
+    if args.data:  # read before anything is written
+        splits = data.load(args.data, whole=True)
+        split, images, _ = data.choose_split(splits, None, args.data)
+        faces = f"faces of {splits.title(split)}"
+    else:
+        images, faces = torch.randint(0, 256, (512, data.SIZE, data.SIZE), dtype=torch.uint8), "random faces"
     module = export(nets, args.weights, args.out)
-    splits = data.load(args.data, n_synthetic=700)
-    _, images, _ = data.choose_split(splits, "val", args.data)
     m = check(module, args.out, images[:512])
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 2 ** 20:.1f} MB): {len(nets)} network(s), input "
           f"{INPUT} [N, 1, 48, 48] pixels 0-255, output {OUTPUT} [N, 7] ({', '.join(data.CLASSES)})")
-    print(f"onnxruntime vs PyTorch on {m['faces']} faces of {splits.title('val')}: largest probability "
+    print(f"onnxruntime vs PyTorch on {m['faces']} {faces}: largest probability "
           f"difference {m['max_abs_diff']:.1e}, same class for {100 * m['same_class']:.1f}%; one face at a "
           f"time: {m['onnxruntime_ms_per_face']:.2f} ms (onnxruntime) vs {m['pytorch_ms_per_face']:.2f} ms "
           f"(PyTorch, fp32)")

@@ -2,7 +2,7 @@
 
 FER2013's faces are tight, square, upright crops, 48x48 grey, with a little margin around the face. A face
 found in a photo is cut the same way: the square around the detector's box, widened by MARGIN on each side,
-grey (the same luminance as readers.read_image), resized to 48x48 with area averaging.
+grey (the same luminance as readers.read_grey), resized to 48x48 with area averaging.
 
 Two face finders, both optional extras; everything else in this project works without them. MTCNN (mtcnn.py,
 its weights from `pip install --no-deps facenet-pytorch==2.6.0`) finds more faces with fewer false ones and is
@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 import data
-import inference
+import cli
+import model
 from app import mtcnn
 import readers
 
@@ -46,7 +47,7 @@ def best_detector(min_size=MIN_SIZE):
         pass
     try:
         return HaarDetector(min_size=min_size)
-    except data.DataError:
+    except cli.DataError:
         return None
 
 
@@ -58,7 +59,7 @@ class HaarDetector:
         cv2 = opencv()
         self.cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, cascade))
         if self.cascade.empty():
-            raise data.DataError(f"OpenCV has no cascade {cascade!r} in {cv2.data.haarcascades}")
+            raise cli.DataError(f"OpenCV has no cascade {cascade!r} in {cv2.data.haarcascades}")
         self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
 
     def __call__(self, grey):
@@ -73,9 +74,9 @@ def opencv():
     try:
         import cv2
     except ImportError:
-        raise data.DataError(f"finding faces needs OpenCV, an optional extra: {INSTALL}") from None
+        raise cli.DataError(f"finding faces needs OpenCV, an optional extra: {INSTALL}") from None
     if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-        raise data.DataError(f"this OpenCV ({cv2.__version__}) has no Haar cascades; {INSTALL} installs one "
+        raise cli.DataError(f"this OpenCV ({cv2.__version__}) has no Haar cascades; {INSTALL} installs one "
                              "that has (4.x)")
     return cv2
 
@@ -143,7 +144,7 @@ def classify(grey, boxes, nets, device="cpu", tta=False, autocast=False, angles=
     """The seven probabilities [K, 7] (data.CLASSES order) of the faces at `boxes`, cut (levelled by
     `angles`) and classified in one batch. Every answer this project gives about a picture comes from here:
     photos.py, camera.py's followed faces, serve.py and emotions()."""
-    return inference.predict_proba(nets, torch.from_numpy(cut(grey, boxes, angles)), device, tta,
+    return model.predict_proba(nets, torch.from_numpy(cut(grey, boxes, angles)), device, tta,
                                 autocast=autocast).numpy()
 
 
@@ -156,7 +157,7 @@ def find_in_files(paths, detector=None):
     for path in paths:
         try:
             grey = readers.read_grey(path)
-        except readers.DataError as e:
+        except cli.DataError as e:
             yield path, None, np.zeros((0, 4), np.int64), str(e), np.zeros(0)
             continue
         if max(grey.shape) > SMALL and not tried:
@@ -198,9 +199,9 @@ def video_emotions(path, nets, device="cpu", tta=False, detector=None):
     cv2 = opencv()
     detector = detector or best_detector(min_size=round(MIN_SIZE * tracking.DETECT_SCALE))
     if detector is None:
-        raise data.DataError(f"no face finder is installed: {INSTALL}")
+        raise cli.DataError(f"no face finder is installed: {INSTALL}")
     if not os.path.isfile(str(path)):
-        raise data.DataError(f"{path}: no such video file")
+        raise cli.DataError(f"{path}: no such video file")
     cap = cv2.VideoCapture(str(path))
     fps, tracker, rows, frame = cap.get(cv2.CAP_PROP_FPS) or 30.0, tracking.Tracker(cv2, detector), [], 0
     try:
@@ -217,7 +218,7 @@ def video_emotions(path, nets, device="cpu", tta=False, detector=None):
     finally:
         cap.release()
     if frame == 0:
-        raise data.DataError(f"{path}: no frame could be read as video")
+        raise cli.DataError(f"{path}: no frame could be read as video")
     return pd.DataFrame(rows, columns=list(VIDEO_COLUMNS))
 
 
@@ -230,9 +231,9 @@ _shared = []  # emotions()'s face finder, built on its first use
 def emotions(image, nets, device="cpu", tta=False, detector=None):
     """The faces in a picture and their emotions, for your own code (run it from the repository):
 
-        import inference
+        import weights
         from app import faces
-        nets = inference.load_nets(["weights/resnet.pth"], "cpu")      # once; several files = an ensemble
+        nets = weights.load_nets(["weights/resnet.pth"], "cpu")      # once; several files = an ensemble
         for face in faces.emotions("group.jpg", nets):
             print(face["box"], face["emotion"], face["probabilities"]["happy"])
 
@@ -244,7 +245,7 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
     if isinstance(nets, torch.nn.Module):
         nets = [nets]
     if not isinstance(nets, (list, tuple)) or not nets or not all(isinstance(n, torch.nn.Module) for n in nets):
-        raise TypeError(f"nets: a list of networks, as inference.load_nets(['weights/resnet.pth'], 'cpu') gives "
+        raise TypeError(f"nets: a list of networks, as weights.load_nets(['weights/resnet.pth'], 'cpu') gives "
                         f"(several make an ensemble), not {type(nets).__name__}"
                         f"{' of ' + type(nets[0]).__name__ if isinstance(nets, (list, tuple)) and nets else ''}")
     grey = as_grey(image)

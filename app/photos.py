@@ -17,12 +17,23 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone's root
 import cli  # noqa: E402
 import data  # noqa: E402
-import files  # noqa: E402
 import gradcam  # noqa: E402
-import inference  # noqa: E402
+import weights  # noqa: E402
 from app import faces  # noqa: E402
 
 MARKED = "_faces.png"  # --out writes photo.jpg's faces as photo_faces.png
+
+
+def unique_names(paths, suffix):
+    """Output names for pictures written into one folder: `<stem><suffix>`; `<name.ext><suffix>` where two share
+    a stem (1.jpg and 1.png), and a counter on top where they share a name (a/1.jpg and b/1.jpg)."""
+    stems = [os.path.splitext(os.path.basename(str(p)))[0] for p in paths]
+    names = [(os.path.basename(str(p)) if stems.count(s) > 1 else s) for p, s in zip(paths, stems)]
+    out, seen = [], {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name + (f"_{seen[name]}" if names.count(name) > 1 else "") + suffix)
+    return out
 
 
 def top3(probs):
@@ -36,7 +47,7 @@ def answer(nets, args, device):
     and the pictures that could not be read."""
     from PIL import Image
     found, unread, crops, titles, shown = [], [], [], [], []
-    names = files.unique_names(args.images, MARKED) if args.out else []
+    names = unique_names(args.images, MARKED) if args.out else []
     for k, (path, grey, boxes, how, angles) in enumerate(faces.find_in_files(args.images)):
         if grey is None:  # go on with the others; said again at the end
             print(f"skipped {how}")
@@ -62,10 +73,10 @@ def answer(nets, args, device):
             texts = [f"{data.CLASSES[int(pr.argmax())]} {100 * float(pr.max()):.0f}%" for pr in probs]
             marked = faces.label_faces(faces.read_rgb(path), boxes, texts)
             name = os.path.join(args.out, names[k])
-            files.atomic_write(name, lambda t: Image.fromarray(marked).save(t))
+            cli.atomic_write(name, lambda t: Image.fromarray(marked).save(t))
             print(f"  wrote {name}")
     if args.json:
-        files.write_json(args.json, {"images": found})
+        cli.write_json(args.json, {"images": found})
         print(f"wrote {args.json}")
     return crops, titles, shown, unread
 
@@ -99,17 +110,17 @@ def main(argv=None):
     inputs = [*args.weights, *args.images]
     for output in (args.json, args.gradcam):  # every output checked before the work
         if output:
-            files.check_writable(output, inputs=inputs)
+            cli.check_writable(output, inputs=inputs)
     if args.out:
-        files.check_writable(args.out, folder=True, inputs=inputs)
-        for name in files.unique_names(args.images, MARKED):  # no photo replaced by another's marked copy
-            files.check_writable(os.path.join(args.out, name), inputs=args.images)
+        cli.check_writable(args.out, folder=True, inputs=inputs)
+        for name in unique_names(args.images, MARKED):  # no photo replaced by another's marked copy
+            cli.check_writable(os.path.join(args.out, name), inputs=args.images)
             for flag, output in (("--json", args.json), ("--gradcam", args.gradcam)):
-                if output and files.same_place(output, os.path.join(args.out, name)):
+                if output and cli.same_place(output, os.path.join(args.out, name)):
                     p.error(f"{flag} {output}: is also where --out marks a photo; choose another name")
-    if args.json and args.gradcam and files.same_place(args.json, args.gradcam):
+    if args.json and args.gradcam and cli.same_place(args.json, args.gradcam):
         p.error(f"--json {args.json}: is also --gradcam's figure; choose another name")
-    nets = inference.load_nets(args.weights, device)
+    nets = weights.load_nets(args.weights, device)
     if args.gradcam:
         layer = gradcam.layer_to_explain(p, nets[0], args.layer, args.weights[0])
 
@@ -121,7 +132,7 @@ def main(argv=None):
         else:
             print(f"no face to explain: {args.gradcam} not written")
     if unread:
-        raise data.DataError(f"{len(unread)} of {len(args.images)} pictures could not be read, the rest were "
+        raise cli.DataError(f"{len(unread)} of {len(args.images)} pictures could not be read, the rest were "
                              f"answered: {unread[0]}{' ...' if len(unread) > 1 else ''}")
 
 

@@ -29,8 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import cli  # noqa: E402
 import data  # noqa: E402
 import gradcam  # noqa: E402
-import inference  # noqa: E402
-import model  # noqa: E402
+import weights  # noqa: E402
 import readers  # noqa: E402
 from app import faces, tracking  # noqa: E402
 
@@ -57,9 +56,9 @@ class Emotions:
     """The networks, the face finder, and one tracker per camera session; answers are computed under a
     semaphore, so a flood of requests waits or is turned away instead of piling up work."""
 
-    def __init__(self, weights, device):
+    def __init__(self, paths, device):
         self.device = device
-        self.nets = inference.load_nets(weights, device)
+        self.nets = weights.load_nets(paths, device)
         self.amp = cli.fast_amp(device) == "bf16"
         self.detector = faces.best_detector(min_size=round(faces.MIN_SIZE * tracking.DETECT_SCALE))
         self.photo_detector = faces.best_detector()
@@ -98,7 +97,7 @@ class Emotions:
     def tracker(self, session):
         try:
             cv2 = faces.opencv()  # the tracker follows faces with OpenCV, whichever finder finds them
-        except data.DataError as e:
+        except cli.DataError as e:
             raise Refused(501, f"following faces in camera frames needs OpenCV, an optional extra: {e}") from None
         with self.lock:
             if session not in self.trackers:
@@ -128,15 +127,15 @@ class Emotions:
                                f"({len(boxes)} found)") from None
         import matplotlib.pyplot as plt
         net = self.nets[0]  # an ensemble's first network: Grad-CAM explains one network
-        name = {make: key for key, make in model.MODELS.items()}[type(net)]
-        if name not in model.TARGET_LAYERS:
-            raise Refused(400, f"the {name} network has no convolutional layer to explain")
+        layer = gradcam.TARGET_LAYERS.get(type(net))
+        if layer is None:
+            raise Refused(400, f"the {type(net).__name__} network has no convolutional layer to explain")
         crop = faces.cut(grey, [box], [angle])
         with self.nets_lock:
             maps, logits = gradcam.gradcam(net, next(data.batches(torch.from_numpy(crop), 1, self.device)),
-                                           model.TARGET_LAYERS[name])
-        fig = gradcam.figure(crop, maps.cpu().numpy(), logits.float().softmax(1).cpu().numpy(),
-                             [f"face {k + 1}"], model.TARGET_LAYERS[name])
+                                           layer)
+        fig = gradcam.figure(crop, maps.cpu().numpy(), (logits.float() / net.temperature).softmax(1).cpu().numpy(),
+                             [f"face {k + 1}"], layer)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
         plt.close(fig)
@@ -350,11 +349,15 @@ class Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)  # a bug: its traceback
 
 
-def make_server(weights, host="127.0.0.1", port=8000, device="cpu"):
-    emotions = Emotions(weights, device)
+def make_server(paths, host="127.0.0.1", port=8000, device="cpu"):
+    emotions = Emotions(paths, device)
     server = Server((host, port), make_handler(emotions))
     server.emotions = emotions
     return server
+
+
+def port_number(v):
+    return 0 <= v < 65536
 
 
 def make_parser():
@@ -362,7 +365,7 @@ def make_parser():
     p.add_argument("--weights", nargs="+", required=True, help="model.pth file(s); several = an ensemble")
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every network "
                    "this machine is on, so that other machines can open the page)")
-    p.add_argument("--port", type=cli.checked(int, lambda v: 0 <= v < 65536, "in 0-65535"), default=8000,
+    p.add_argument("--port", type=cli.ranged(int, port_number, "in 0-65535"), default=8000,
                    help="the port (0: any free one)")
     cli.add_device_flag(p)
     return p

@@ -4,16 +4,25 @@ import os
 import runpy
 import subprocess
 import sys
+import tempfile
 
+import numpy as np
 import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tools")]
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+import synthetic_faces  # noqa: E402
+
+import cli  # noqa: E402
 import data  # noqa: E402
-import synthetic  # noqa: E402
+
+# 3,000 synthetic faces as a Kaggle-style CSV (tools/synthetic_faces.py), written once for the whole session:
+# what the tests train and score on where FER2013 itself is not needed.
+SYNTHETIC = os.path.join(tempfile.mkdtemp(prefix="fer-tests-"), "synthetic.csv")
+synthetic_faces.write_csv(SYNTHETIC, *synthetic_faces.synthetic_faces(3000, 0), synthetic_faces.synthetic_usage(3000))
 
 # FER2013 where a user puts it (the README), else the copy beside the project (Training + PublicTest rows).
 FER2013 = [os.path.join(ROOT, "data", "fer2013.csv"), os.path.join(ROOT, "..", "shared", "fer2013", "fer2013_dev.csv.gz")]
@@ -22,7 +31,7 @@ def opencv_installed():
     from app import faces
     try:
         faces.opencv()  # OpenCV with its Haar cascades (5.x ships none)
-    except data.DataError:
+    except cli.DataError:
         return False
     return True
 
@@ -31,25 +40,7 @@ HAS_OPENCV = opencv_installed()
 needs_opencv = pytest.mark.skipif(not HAS_OPENCV, reason="OpenCV (requirements-faces.txt) is not installed")
 # A short, quick recipe: the report's network on 2,400 synthetic faces, in small batches so that it takes
 # enough steps.
-QUICK = ["--data", "synthetic", "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def synthetic_faces_drawn_once():
-    """synthetic.synthetic_faces is deterministic in (n, seed) and takes seconds for 3,000 faces; the scripts
-    the tests run draw the same sets again and again, so each set is drawn once (handed out as
-    copies, so no test can alter another's). The real function stays reachable as `__wrapped__`."""
-    real, drawn = synthetic.synthetic_faces, {}
-
-    def synthetic_faces(n, seed=0):
-        if (n, seed) not in drawn:
-            drawn[n, seed] = real(n, seed)
-        return tuple(a.copy() for a in drawn[n, seed])
-
-    synthetic_faces.__wrapped__ = real
-    synthetic.synthetic_faces = synthetic_faces
-    yield
-    synthetic.synthetic_faces = real
+QUICK = ["--data", SYNTHETIC, "--device", "cpu", "--bs", "32", "--lr", "3e-4"]
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +67,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="session")
 def faces():
     """350 synthetic faces: 50 per class."""
-    return synthetic.synthetic_faces(350, seed=1)
+    return synthetic_faces.synthetic_faces(350, seed=1)
 
 
 def run_script(script, *args, cwd=None):
@@ -132,3 +123,80 @@ def one_line(result, code, *words):
     assert len(lines) == 1 and "Traceback" not in err, err
     for w in words:
         assert w in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# What many test files make: small data in each layout, damaged files, a user's pictures, weights
+
+FAST = ["--data", SYNTHETIC, "--device", "cpu", "--model", "mlp", "--bs", "64", "--amp", "off"]
+PIXELS = " ".join(["128"] * 2304)
+
+
+def kaggle_csv(path, usages, labels=None, header="emotion,pixels,Usage"):
+    labels = labels if labels is not None else [k % 7 for k in range(len(usages))]
+    rows = [f"{y},{PIXELS},{u}" for y, u in zip(labels, usages)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def image_tree(root, split_names, faces, per_class=2):
+    from PIL import Image
+    images, labels = faces
+    for s, split in enumerate(split_names):
+        for c in range(7):
+            (root / split / data.CLASSES[c]).mkdir(parents=True)
+            for k in np.flatnonzero(labels == c)[s * per_class:(s + 1) * per_class]:
+                Image.fromarray(images[k]).save(root / split / data.CLASSES[c] / f"{k}.png")
+    return root
+
+
+def damaged_files():
+    """Compressed files broken or misnamed, a decompression bomb's header, a broken bitmap."""
+    import gzip
+    import io
+    import lzma
+    import struct
+    import zipfile
+    import zlib
+    noise = np.random.default_rng(0).integers(0, 256, (40, 2304))  # random pixels: no file compresses to nothing
+    raw = ("emotion,pixels\n" + "".join(f"3,{' '.join(map(str, row))}\n" for row in noise)).encode()
+    flipped = bytearray(gzip.compress(raw))
+    flipped[len(flipped) // 2] ^= 0xFF
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("fer2013.csv", raw)
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)  # a 900-megapixel grey PNG header, no pixels
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return {"flipped.csv.gz": bytes(flipped), "text.zip": raw, "text.xz": raw, "cut.zip": zipped.getvalue()[:900],
+            "cut.csv.xz": lzma.compress(raw)[:500], "bomb.png": bomb, "broken.bmp": b"BM" + b"\x00\xff" * 40}
+
+
+def user_images(tmp_path):
+    """A colour JPEG of another size and a grey PNG, as a user would bring."""
+    from PIL import Image
+    faces = synthetic_faces.synthetic_faces(2, seed=9)[0]
+    Image.fromarray(faces[0]).resize((160, 160)).convert("RGB").save(tmp_path / "me.jpg")
+    Image.fromarray(faces[1]).save(tmp_path / "you.png")
+    return [tmp_path / "me.jpg", tmp_path / "you.png"]
+
+
+@pytest.fixture(scope="session")
+def mlp_file(tmp_path_factory):
+    """An untrained MLP's weights file: loads in milliseconds."""
+    import weights
+    path = tmp_path_factory.mktemp("w") / "w.pth"
+    weights.save(path, weights.NETWORKS["mlp"](), "mlp")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_file(trained, tmp_path_factory):
+    """The shared short run's network (its predictions are not all one class), in a folder of its own:
+    evaluate.py writes its figures beside the weights."""
+    import shutil
+    path = tmp_path_factory.mktemp("w") / "model.pth"
+    shutil.copy(trained[0] / "model.pth", path)
+    return path

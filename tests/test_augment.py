@@ -1,18 +1,9 @@
-"""The device-side batch pipeline (augment.augment, the sampler, train.Trainer.train_step) matches its
-definition."""
-import math
+"""augment.py: the report's flip + RandomAffine and random erasing, batched on the device."""
 
-import numpy as np
 import pytest
 import torch
 
 import augment
-import data
-import model
-import synthetic
-import train
-
-NO_AFFINE = dict(degrees=0.0, translate=0.0, scale=(1.0, 1.0))
 
 
 def images(b=6, seed=0):
@@ -22,6 +13,9 @@ def images(b=6, seed=0):
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
+
+
+NO_AFFINE = dict(degrees=0.0, translate=0.0, scale=(1.0, 1.0))
 
 
 def test_zero_rotation_translation_scale_and_no_flip_is_the_identity():
@@ -98,17 +92,6 @@ def test_nearest_interpolation_keeps_every_pixel_one_of_the_inputs_as_randomaffi
     assert (near - bil).abs().mean() < 0.05 and near.sum().item() == pytest.approx(bil.sum().item(), rel=0.1)
 
 
-def test_the_trainer_warps_with_the_interpolation_its_flag_names(monkeypatch):
-    seen = []
-    warp = augment.warp
-    monkeypatch.setattr(augment, "warp", lambda x, theta, interpolation="bilinear":
-                        seen.append(interpolation) or warp(x, theta, interpolation))
-    for interpolation in ("nearest", "bilinear"):
-        trainer, splits = make_trainer(["--bs", "16", "--interpolation", interpolation])
-        trainer.train_step(splits["train"][0][:16], splits["train"][1][:16])
-    assert seen == ["nearest", "bilinear"]
-
-
 def test_random_erasing_blanks_one_rectangle_per_image():
     x = torch.ones(200, 1, 48, 48)
     y = augment.augment(x, gen(5), flip=0.0, erase=1.0, **NO_AFFINE)
@@ -117,90 +100,3 @@ def test_random_erasing_blanks_one_rectangle_per_image():
     rows = (y[:, 0] == 0).any(2).sum(1)  # a rectangle: its zero pixels form full rows x columns
     cols = (y[:, 0] == 0).any(1).sum(1)
     assert torch.equal((y[:, 0] == 0).sum((1, 2)), rows * cols)
-
-
-def make_trainer(extra=(), n=280):
-    x, y = synthetic.synthetic_faces(n, seed=0)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    splits = {"train": (x, y), "val": (x[:70], y[:70])}
-    args = train.parse_args(["--data", "synthetic", "--device", "cpu", *extra])[0]
-    return train.Trainer(args, splits, torch.device("cpu")), splits
-
-
-def test_weighted_sampler_draws_classes_in_proportion_to_the_weights():
-    """1/class-count weights: every class is drawn about equally often, however unbalanced the data."""
-    labels = torch.tensor([0] * 700 + [1] * 20 + [2] * 100 + [3] * 1500 + [4] * 300 + [5] * 80 + [6] * 300)
-    trainer, _ = make_trainer()
-    trainer.train_y = labels
-    trainer.sample_weights = data.class_weights(labels)
-    drawn = torch.cat([labels[trainer.epoch_order()] for _ in range(10)])
-    share = torch.bincount(drawn, minlength=7).float() / len(drawn)
-    assert torch.allclose(share, torch.full((7,), 1 / 7), atol=0.015)
-    assert len(trainer.epoch_order()) == len(labels)  # one epoch = the data set's length, with replacement
-
-
-def test_shuffle_sampler_is_a_permutation():
-    trainer, splits = make_trainer(["--sampler", "shuffle"])
-    order = trainer.epoch_order()
-    assert torch.equal(torch.sort(order).values, torch.arange(len(splits["train"][1])))
-
-
-@pytest.mark.parametrize("amp", ["off", "bf16"])
-def test_fast_train_step_equals_a_plain_per_sample_reference(amp):
-    """The device path (gather a uint8 batch, warp it, normalise, step) against the report's way: the
-    FERDataset per sample through a DataLoader, each image warped alone with the same draws."""
-    trainer, splits = make_trainer(["--amp", amp, "--bs", "16", "--lr", "1e-3"])
-    reference = model.build("resnet").to(memory_format=torch.channels_last)  # same kernels as the fast path
-    reference.load_state_dict(trainer.net.state_dict())
-    ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
-    idx = trainer.epoch_order()[:16]
-
-    # the draws the fast path will make, replayed per sample
-    state = trainer.aug_gen.get_state()
-    thetas = augment.random_affine(lambda *s: torch.rand(*s, generator=trainer.aug_gen), 16, 0.5, 8.0, 0.2, (0.8, 1.2))
-    trainer.aug_gen.set_state(state)
-
-    per_sample = data.FERDataset(*splits["train"], transform=None)
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(per_sample, idx.tolist()), batch_size=1)
-    xs, ys = [], []
-    for k, (x, y) in enumerate(loader):
-        pixels = x * data.STD + data.MEAN  # back to [0, 1], warp alone, normalise again
-        xs.append(data.normalize(augment.warp(pixels, thetas[k:k + 1], trainer.args.interpolation)))
-        ys.append(y)
-    x_ref, y_ref = torch.cat(xs), torch.cat(ys)
-
-    torch.manual_seed(123)  # the same dropout masks on both sides
-    loss_sum, correct = trainer.train_step(splits["train"][0][idx], splits["train"][1][idx])
-    torch.manual_seed(123)
-    reference.train()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
-        logits = reference(x_ref.contiguous(memory_format=torch.channels_last))
-        ref_loss = torch.nn.functional.cross_entropy(logits.float(), y_ref)
-    ref_opt.zero_grad()
-    ref_loss.backward()
-    ref_opt.step()
-
-    tol = 1e-5 if amp == "off" else 2e-2
-    assert math.isclose(loss_sum.item() / 16, ref_loss.item(), rel_tol=tol)
-    assert correct.item() == (logits.argmax(1) == y_ref).sum().item()
-    for (name, p), q in zip(trainer.net.named_parameters(), reference.parameters()):
-        assert torch.allclose(p.grad, q.grad, rtol=1e-3 if amp == "off" else 5e-2, atol=1e-5), name
-
-
-def test_the_ema_is_the_exponential_average_of_the_weights_with_a_warming_up_decay():
-    trainer, splits = make_trainer(["--ema", "0.5", "--bs", "16", "--lr", "1e-3", "--amp", "off"])
-    order = trainer.epoch_order()
-    for n in range(1, 13):
-        ema_before = {k: v.clone() for k, v in trainer.ema_net.state_dict().items()}
-        idx = order[(n % 10) * 16:(n % 10 + 1) * 16]
-        trainer.train_step(splits["train"][0][idx], splits["train"][1][idx])
-        decay = min(0.5, (1 + n) / (10 + n))  # warms up to the --ema decay: 0.18, 0.25, ..., 0.5 from n = 8
-        net = trainer.net.state_dict()
-        for k, e in trainer.ema_net.state_dict().items():
-            if e.is_floating_point():
-                assert torch.allclose(e, decay * ema_before[k] + (1 - decay) * net[k], atol=1e-6), (n, k)
-            else:
-                assert torch.equal(e, net[k]), k  # BatchNorm's batch counter follows the network
-    # it lags (the output layer: the only one a first step moves, as it starts at zero)
-    assert not torch.allclose(trainer.ema_net.state_dict()["head.4.weight"], net["head.4.weight"])
-    assert trainer.eval_net is trainer.ema_net and all(not p.requires_grad for p in trainer.ema_net.parameters())

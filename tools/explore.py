@@ -1,10 +1,8 @@
 """A look at a data set before training, like the report's first section: the class counts of each split,
-and with --out its Figures 2 and 3 (distribution.png, samples.png); or synthetic faces written as a
-Kaggle-style CSV.
+and with --out its Figures 2 and 3 (distribution.png, samples.png).
 
     python tools/explore.py data/fer2013.csv                  class counts per split
     python tools/explore.py data/fer2013.csv --out figs/      and distribution.png, samples.png
-    python tools/explore.py --synthetic faces.csv --n 2000    synthetic faces as a Kaggle-style CSV
 """
 import os
 import sys
@@ -13,9 +11,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
-import files  # noqa: E402
-import readers  # noqa: E402
-import synthetic  # noqa: E402
 from data import CLASSES, load  # noqa: E402
 
 def explore(path, out_dir, seed=0):
@@ -24,7 +19,7 @@ def explore(path, out_dir, seed=0):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    splits, names, counts = explore_counts(path, seed)
+    splits, names, counts = explore_counts(path)
     os.makedirs(out_dir, exist_ok=True)
 
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -38,7 +33,7 @@ def explore(path, out_dir, seed=0):
     ax.set_title(f"Emotion distribution: {os.path.basename(path.rstrip('/'))}")
     ax.legend()
     fig.tight_layout()
-    files.atomic_write(os.path.join(out_dir, "distribution.png"), lambda t: fig.savefig(t, dpi=120))
+    cli.atomic_write(os.path.join(out_dir, "distribution.png"), lambda t: fig.savefig(t, dpi=120))
     plt.close(fig)
 
     images, labels = splits[names[0]]  # training images, or the first split a test-only file has
@@ -55,14 +50,14 @@ def explore(path, out_dir, seed=0):
                 ax.imshow(images[pick[j]].numpy(), cmap="gray", vmin=0, vmax=255)
         axes[i, 0].set_title(f"{i} {c}", fontsize=8, loc="left")
     fig.tight_layout()
-    files.atomic_write(os.path.join(out_dir, "samples.png"), lambda t: fig.savefig(t, dpi=120))
+    cli.atomic_write(os.path.join(out_dir, "samples.png"), lambda t: fig.savefig(t, dpi=120))
     plt.close(fig)
     print(f"wrote {os.path.join(out_dir, 'distribution.png')} and {os.path.join(out_dir, 'samples.png')}")
 
 
-def explore_counts(path, seed=0):
+def explore_counts(path):
     """Class counts per split, printed; returns the Splits."""
-    splits = load(path, seed)
+    splits = load(path)
     for note in splits.notes:
         print(f"note: {note}")
     names = [k for k in ("train", "val", "test") if k in splits]
@@ -79,37 +74,19 @@ def explore_counts(path, seed=0):
 
 def make_parser():
     p = cli.parser("explore.py", __doc__)
-    p.add_argument("path", nargs="?", help="fer2013.csv, train.csv, icml_face_data.csv (.gz too), an image "
-                                           "folder, or 'synthetic'")
-    p.add_argument("--synthetic", metavar="OUT.csv", help="write synthetic faces to this CSV instead (.csv, "
-                   "or .csv.gz/.bz2/.xz/.zip, compressed as the name says)")
-    p.add_argument("--n", type=int, default=2000, help="number of synthetic faces (7 to 1,000,000)")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0,
-                   help="which synthetic faces, and which faces samples.png shows")
+    p.add_argument("path", help="fer2013.csv, train.csv, icml_face_data.csv (.gz too) or an image folder")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="which faces samples.png shows")
     p.add_argument("--out", help="folder for distribution.png and samples.png (default: no figures)")
     return p
 
 
 def main(argv=None):
-    p = make_parser()
-    args = p.parse_args(argv)
-    if args.synthetic:
-        if not 7 <= args.n <= 1_000_000:  # a million faces is a 4.6 GB CSV; more only exhausts the memory
-            p.error(f"--n must be 7 to 1,000,000 (one face per class at least), got {args.n}")
-        if os.path.exists(args.synthetic):  # it may be someone's real data
-            raise files.OutputError(f"{args.synthetic}: already exists; choose another name or delete it")
-        files.check_writable(args.synthetic)
-        images, labels = synthetic.synthetic_faces(args.n, args.seed)
-        readers.write_csv(args.synthetic, images, labels, synthetic.synthetic_usage(args.n))
-        print(f"wrote {args.n} synthetic faces to {args.synthetic}")
-    elif args.path:
-        if args.out:
-            files.check_writable(args.out, folder=True)
-            explore(args.path, args.out, args.seed)
-        else:
-            explore_counts(args.path, args.seed)
+    args = make_parser().parse_args(argv)
+    if args.out:
+        cli.check_writable(args.out, folder=True, inputs=[args.path])
+        explore(args.path, args.out, args.seed)
     else:
-        p.error("give a data PATH to explore, or --synthetic OUT.csv")
+        explore_counts(args.path)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 from app import serve  # noqa: E402
-import synthetic  # noqa: E402
+from synthetic_faces import synthetic_faces  # noqa: E402
 
 
 def picture(seed):
     """A 640x480 PNG with a synthetic face enlarged in it."""
     from PIL import Image
-    face = synthetic.synthetic_faces(1, seed=seed)[0][0]
+    face = synthetic_faces(1, seed=seed)[0][0]
     scene = np.full((480, 640), 110, np.uint8)
     scene[120:312, 200:392] = np.asarray(Image.fromarray(face).resize((192, 192)))
     buffer = io.BytesIO()

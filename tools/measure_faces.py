@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 import data  # noqa: E402
 from app import faces  # noqa: E402
-import inference  # noqa: E402
+import model  # noqa: E402
+import weights as weights_file  # noqa: E402
 
 
 
@@ -154,19 +155,19 @@ def measure(weights, val, n_scenes=20, margins=(0.0, 0.05, 0.1, 0.15, 0.2), seed
         if type(detect).__name__ == type(faces.best_detector()).__name__ and chosen is None:
             chosen = (name, boxes)
     name, boxes = chosen
-    nets = inference.load_nets(weights, "cpu")
+    nets = weights_file.load_nets(weights, "cpu")
     hit = [(i, j, b) for i, (scene, truths, which) in enumerate(plain) for j, b in
            enumerate(boxes[2 * i:2 * i + 2]) if b is not None]
     y = torch.stack([labels[plain[i][2][j]] for i, j, _ in hit])
     crops = torch.from_numpy(np.stack([images[plain[i][2][j]] for i, j, _ in hit]))
-    acc = (inference.predict_proba(nets, crops, "cpu").argmax(1) == y).float().mean()
+    acc = (model.predict_proba(nets, crops, "cpu").argmax(1) == y).float().mean()
     sides = np.array([plain[i][1][j][2] / b[2] for i, j, b in hit])
     print(f"\n{name}: {len(hit)} faces found; pasted square / box side: median {np.median(sides):.2f} "
           f"(a margin of {(np.median(sides) - 1) / 2:+.2f} cuts FER2013's crop)")
     print(f"{'the same faces as their 48x48 FER2013 crops':<48}{acc:>8.2%}")
     for m in margins:
         cut = torch.from_numpy(np.stack([faces.crop(plain[i][0], b, m) for i, _, b in hit]))
-        acc = (inference.predict_proba(nets, cut, "cpu").argmax(1) == y).float().mean()
+        acc = (model.predict_proba(nets, cut, "cpu").argmax(1) == y).float().mean()
         print(f"{f'found in the scene, cut with margin {m:+.2f}':<48}{acc:>8.2%}")
 
 
@@ -178,7 +179,7 @@ def measure_levelling(weights, val, n_scenes=20, angles=(0.0, 15.0, 30.0), past=
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(labels), len(labels), replace=False)
     images, labels = images[pick], labels[pick]
-    nets = inference.load_nets(weights, "cpu")
+    nets = weights_file.load_nets(weights, "cpu")
     detect = mtcnn.MTCNNDetector(min_size=faces.MIN_SIZE)
     print(f"{2 * n_scenes} PublicTest faces, the same ones at each angle, in {n_scenes} scenes (seed {seed}); "
           f"MTCNN; {', '.join(os.path.basename(w) for w in weights)}")
@@ -201,7 +202,7 @@ def measure_levelling(weights, val, n_scenes=20, angles=(0.0, 15.0, 30.0), past=
                 own.append(images[k])
                 y.append(int(labels[k]))
         y = torch.tensor(y)
-        acc = [(inference.predict_proba(nets, torch.from_numpy(np.stack(c)), "cpu").argmax(1) == y).float().mean()
+        acc = [(model.predict_proba(nets, torch.from_numpy(np.stack(c)), "cpu").argmax(1) == y).float().mean()
                for c in (own, *cuts.values())]
         print(f"| {angle:.0f} deg | {len(y)}/{2 * n_scenes} | " + " | ".join(f"{a:.2%}" for a in acc) + " |")
 

@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 import data  # noqa: E402
-import synthetic  # noqa: E402
+from synthetic_faces import synthetic_faces  # noqa: E402
 from app import faces, serve  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +29,7 @@ def scene(data_path):
     """A 640x480 grey picture with one face enlarged in it: a PublicTest face the face finder finds where the data
     is here, else a synthetic one (which the Haar cascade may not find)."""
     from PIL import Image
-    face = synthetic.synthetic_faces(7, seed=3)[0][3]
+    face = synthetic_faces(7, seed=3)[0][3]
     if os.path.exists(data_path):
         finder = faces.best_detector()
         for candidate in data.load(data_path)["val"][0][:200].numpy():

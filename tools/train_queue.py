@@ -2,9 +2,12 @@
 few minutes, or a night on a CPU.
 
     python tools/train_queue.py --data data/fer2013.csv --minutes 13 --out runs/queue --pack $OUT \
+        --queue recipes/gpu_queue.txt
+    python tools/train_queue.py --data data/fer2013.csv --minutes 600 --out runs/night \
         @recipes/vgg_nearest.txt "@recipes/vgg_nearest.txt --seed 2" "@recipes/resnet_stage1.txt --epochs 100"
 
-Each entry is one train.py command line (quote an entry of several words). The runs go one at a time: on an
+Each entry is one train.py command line (quote an entry of several words); a queue file holds one a line, and
+recipes/gpu_queue.txt is what a lent GPU trains first. The runs go one at a time: on an
 H200 seven at once cost what seven in a row cost (docs/performance.md), and one at a time each either
 finishes or is stopped cleanly. A run is sized by its own measured epochs: after each epoch its finish is
 estimated from the last epoch's time, and a run that cannot finish before the deadline is stopped there
@@ -26,13 +29,14 @@ import tarfile
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import checkpoint  # noqa: E402
-import cli  # noqa: E402
-import files  # noqa: E402
-import run_folder  # noqa: E402
+import pandas as pd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import cli  # noqa: E402
+import weights  # noqa: E402
+
+RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv", "config.json")  # train.py's
 POLL_S = 1.0
 
 
@@ -52,15 +56,15 @@ def pack(run, dest):
     """run/ as one tar: config.json, history.csv and the kept weights in fp16, written atomically."""
     config = json.load(open(os.path.join(run, "config.json")))
     name = kept_weights(config)
-    net, model_name = checkpoint.load_weights(os.path.join(run, name))
+    net, model_name = weights.load(os.path.join(run, name))
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(fileobj=buffer, mode="w") as tar:
-        weights = os.path.join(tmp, name)
-        checkpoint.save_weights(weights, net, model_name, net.trained, half=True)
+        kept = os.path.join(tmp, name)
+        weights.save(kept, net, model_name, net.trained, half=True)
         for source, arcname in ((os.path.join(run, "config.json"), "config.json"),
-                                (os.path.join(run, "history.csv"), "history.csv"), (weights, name)):
+                                (os.path.join(run, "history.csv"), "history.csv"), (kept, name)):
             tar.add(source, arcname=arcname)
-    files.atomic_write(dest, buffer.getvalue())
+    cli.atomic_write(dest, buffer.getvalue())
     return name
 
 
@@ -69,43 +73,63 @@ def train(entry, out, data, deadline, log):
     command = [sys.executable, os.path.join(ROOT, "train.py"), *shlex.split(entry), "--data", data, "--out", out]
     with open(log, "a") as f:
         process = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT)
-        why = None
-        while process.poll() is None:
-            time.sleep(POLL_S)
-            history = os.path.join(out, "history.csv")
-            if not why and time.time() >= deadline:
-                why = "the deadline came"
-            elif not why and os.path.exists(history) and os.path.exists(os.path.join(out, "config.json")):
-                rows = run_folder.read_history(history)
-                epochs = json.load(open(os.path.join(out, "config.json")))["epochs"]
-                if rows and time.time() + (epochs - rows[-1]["epoch"]) * rows[-1]["seconds"] > deadline:
-                    why = f"at {rows[-1]['seconds']:.1f} s an epoch its {epochs - rows[-1]['epoch']} epochs " \
-                          f"left end past the deadline"
-            if why and process.poll() is None:
-                process.send_signal(signal.SIGTERM)  # train.py saves what it has and says how to resume
-                process.wait()
+        try:
+            why = watch(process, out, deadline)
+        except KeyboardInterrupt:  # the queue stopped (Ctrl-C, SIGTERM): its run stops too, resumable
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+            raise
     if why:
         return f"stopped: {why}; resume with python train.py --resume {os.path.join(out, 'checkpoint.pth')}"
     return "finished" if process.returncode == 0 else f"failed (exit {process.returncode}): see {log}"
 
 
+def watch(process, out, deadline):
+    """Waits for the run; stops it (SIGTERM: train.py saves and says how to resume) at the deadline or as soon
+    as its measured epochs say it cannot finish before it. Returns why it was stopped, or None."""
+    why = None
+    while process.poll() is None:
+        time.sleep(POLL_S)
+        history = os.path.join(out, "history.csv")
+        if not why and time.time() >= deadline:
+            why = "the deadline came"
+        elif not why and os.path.exists(history) and os.path.exists(os.path.join(out, "config.json")):
+            last = pd.read_csv(history).iloc[-1]
+            epochs = json.load(open(os.path.join(out, "config.json")))["epochs"]
+            if time.time() + (epochs - last["epoch"]) * last["seconds"] > deadline:
+                why = f"at {last['seconds']:.1f} s an epoch its {epochs - last['epoch']:.0f} epochs " \
+                      f"left end past the deadline"
+        if why and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+    return why
+
+
 def main(argv=None):
     p = cli.parser("train_queue.py", __doc__)
-    p.add_argument("entries", nargs="+", metavar="ENTRY", help="train.py's arguments for one run, e.g. @recipes/vgg.txt")
+    p.add_argument("entries", nargs="*", metavar="ENTRY", help="train.py's arguments for one run, e.g. @recipes/vgg.txt")
+    p.add_argument("--queue", metavar="FILE", help="entries, one a line, after those given (# starts a comment)")
     p.add_argument("--data", required=True, help="the data every run trains on (train.py's --data)")
     p.add_argument("--minutes", type=cli.positive, required=True, help="the deadline, minutes from now")
     p.add_argument("--out", required=True, help="the folder that receives one run folder per entry")
     p.add_argument("--pack", metavar="DIR", help="also write each finished run as DIR/NAME.tar")
     args = p.parse_args(argv)
+    try:
+        queued = [e.split("#")[0].strip() for e in open(args.queue).read().splitlines()] if args.queue else []
+    except (OSError, UnicodeDecodeError) as e:
+        p.error(f"--queue {args.queue}: cannot read it ({getattr(e, 'strerror', None) or e})")
+    args.entries += [e for e in queued if e]
+    if not args.entries:
+        p.error("nothing to train: give ENTRY ... or --queue FILE")
     deadline = time.time() + 60 * args.minutes
     names = [run_name(e) for e in args.entries]
     names = [n if names.count(n) == 1 else f"{i + 1:02d}_{n}" for i, n in enumerate(names)]
     for name in names:  # every output checked before the first run: none lands on a run or file already there
-        files.check_writable(os.path.join(args.out, name), folder=True, inputs=[args.data])
-        if any(os.path.exists(os.path.join(args.out, name, f)) for f in run_folder.RUN_FILES):
-            raise files.OutputError(f"{os.path.join(args.out, name)}: already holds a run; choose another --out")
+        cli.check_writable(os.path.join(args.out, name), folder=True, inputs=[args.data])
+        if any(os.path.exists(os.path.join(args.out, name, f)) for f in RUN_FILES):
+            raise cli.OutputError(f"{os.path.join(args.out, name)}: already holds a run; choose another --out")
         if args.pack:
-            files.check_writable(os.path.join(args.pack, name + ".tar"), inputs=[args.data])
+            cli.check_writable(os.path.join(args.pack, name + ".tar"), inputs=[args.data])
     os.makedirs(args.out, exist_ok=True)
     for entry, name in zip(args.entries, names):
         left = deadline - time.time()

@@ -10,19 +10,19 @@ import threading
 import urllib.error
 import urllib.request
 
+from PIL import Image
+from conftest import FER2013, HAS_OPENCV, ROOT, needs_opencv, one_line, run_main
 import numpy as np
 import pytest
+import synthetic_faces
 import torch
-from PIL import Image
 
-import checkpoint
-import data
-import inference
-import model
-import synthetic
 from app import faces, serve
+import cli
+import data
+import model
 from tools.page_speed import y4m  # the fake camera's video
-from conftest import FER2013, HAS_OPENCV, ROOT, needs_opencv, one_line, run_main
+import weights
 
 BOX = (200, 120, 192, 192)  # where the face is in every test picture (640x480)
 
@@ -42,7 +42,7 @@ class Finder:
 def candidate_faces():
     """Faces to show: FER2013's PublicTest where the data is here, else synthetic ones."""
     path = next((p for p in FER2013 if os.path.exists(p)), None)
-    images = data.load(path)["val"][0][:200].numpy() if path else synthetic.synthetic_faces(200, seed=5)[0]
+    images = data.load(path)["val"][0][:200].numpy() if path else synthetic_faces.synthetic_faces(200, seed=5)[0]
     return images
 
 
@@ -60,12 +60,12 @@ def server(tmp_path_factory):
     a face it answers with a clear margin (so JPEG's few grey levels cannot change the answer)."""
     mp = pytest.MonkeyPatch()
     mp.setattr(faces, "best_detector", Finder)
-    weights = os.path.join(ROOT, "weights", "resnet.pth")
-    s = serve.make_server([weights], port=0)
+    resnet = os.path.join(ROOT, "weights", "resnet.pth")
+    s = serve.make_server([resnet], port=0)
     threading.Thread(target=s.serve_forever, daemon=True).start()
-    nets = inference.load_nets([weights], "cpu")
+    nets = weights.load_nets([resnet], "cpu")
     images = candidate_faces()
-    probs = inference.predict_proba(nets, torch.from_numpy(images), "cpu").numpy()
+    probs = model.predict_proba(nets, torch.from_numpy(images), "cpu").numpy()
     top2 = np.sort(probs, 1)[:, -2:]
     face = images[int(np.argmax(top2[:, 1] - top2[:, 0]))]
     yield f"http://127.0.0.1:{s.server_address[1]}", nets, face, s.emotions
@@ -195,7 +195,7 @@ def test_a_page_closed_mid_answer_leaves_no_traceback(server, capfd):
 
 def test_a_port_in_use_or_out_of_range_is_one_line(tmp_path):
     import socket
-    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -404,7 +404,7 @@ def test_a_stalled_request_holds_its_thread_only_until_the_time_limit(tmp_path, 
     import socket
     monkeypatch.setattr(serve, "REQUEST_TIMEOUT", 1.0)
     monkeypatch.setattr(faces, "best_detector", Finder)
-    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
     s = serve.make_server([tmp_path / "m.pth"], port=0)
     threading.Thread(target=s.serve_forever, daemon=True).start()
     try:
@@ -418,7 +418,7 @@ def test_a_stalled_request_holds_its_thread_only_until_the_time_limit(tmp_path, 
 
 
 def test_host_flags_that_cannot_work_name_the_host(tmp_path):
-    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
     one_line(run_main("app/serve.py", "--weights", tmp_path / "m.pth", "--host", ""), 2, "--host ''")
     one_line(run_main("app/serve.py", "--weights", tmp_path / "m.pth", "--host", "192.0.2.1", "--port", "0"), 1,
              "--host 192.0.2.1 is not an address of this machine")
@@ -428,6 +428,7 @@ def test_under_load_every_request_is_answered_and_nothing_grows_without_bound(mo
     """tools/load_test.py in a bounded form: clients mixing frames, photos, Grad-CAM, malformed, foreign and
     stalled requests for a few seconds (docs/performance.md has the full run's figures)."""
     from conftest import run_here
+
     from tools import load_test
     monkeypatch.setattr(serve, "REQUEST_TIMEOUT", 2.0)  # stalled uploads are let go within the test
     r = run_here(load_test, "--weights", os.path.join(ROOT, "weights", "resnet.pth"), "--seconds", "4",
@@ -440,8 +441,9 @@ def test_under_load_every_request_is_answered_and_nothing_grows_without_bound(mo
 
 def test_the_page_names_and_colours_the_classes_as_every_picture_does(server, monkeypatch, tmp_path):
     """One class list and one palette: the page gets both from the server; camera.py's plot draws with them."""
-    from app import camera
     import matplotlib.axes
+
+    from app import camera
     url, _, _, _ = server
     with urllib.request.urlopen(url + "/", timeout=30) as r:
         html = r.read().decode()
@@ -459,9 +461,10 @@ def test_the_page_names_and_colours_the_classes_as_every_picture_does(server, mo
 
 def test_the_page_benchmark_without_its_tools_is_one_line(monkeypatch, tmp_path):
     from conftest import run_here
+
     from tools import page_speed
     monkeypatch.setattr(shutil, "which", lambda name: None)  # no Chromium here
-    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
     r = run_here(page_speed, "--weights", tmp_path / "m.pth")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr
@@ -473,7 +476,7 @@ def test_a_frame_without_opencv_is_a_501_with_one_line_not_a_traceback(server, m
     url, _, face, _ = server
 
     def missing():
-        raise data.DataError("finding faces needs OpenCV, an optional extra: pip install -r requirements-faces.txt")
+        raise cli.DataError("finding faces needs OpenCV, an optional extra: pip install -r requirements-faces.txt")
     monkeypatch.setattr(faces, "opencv", missing)
     status, _, body = post(url + "/frame?session=nocv", png(scene(face)))
     assert status == 501 and "needs OpenCV" in json.loads(body)["error"]
@@ -488,7 +491,7 @@ def test_an_ipv6_host_is_served_and_named(tmp_path):
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("this machine has no IPv6 loopback")
-    checkpoint.save_weights(tmp_path / "m.pth", model.build("mlp"), "mlp")
+    weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
     s = serve.make_server([tmp_path / "m.pth"], host="::1", port=0)
     threading.Thread(target=s.serve_forever, daemon=True).start()
     try:

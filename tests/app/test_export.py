@@ -1,21 +1,19 @@
 """export.py: networks (and an ensemble, as one graph) to ONNX; the file gives PyTorch's answers in
 onnxruntime, says what it takes and returns, and the lines for an app in docs/export.md run as written."""
 import builtins
+import os
 import re
 
-import os
-
+from conftest import ROOT, one_line, run_here
 import numpy as np
 import pytest
+import synthetic_faces
 import torch
 
-import checkpoint
-import data
-import inference
-import model
-import synthetic
 from app import export
-from conftest import ROOT, one_line, run_here
+import data
+import model
+import weights
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +23,12 @@ def nets(tmp_path_factory):
     paths = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        net = model.build("mlp")
+        net = weights.NETWORKS["mlp"]()
         with torch.no_grad():
             model.output_layer(net).weight.normal_(0, 0.05)  # not the zero start: answers that differ
-        checkpoint.save_weights(folder / f"m{seed}.pth", net, "mlp")
+        weights.save(folder / f"m{seed}.pth", net, "mlp")
         paths.append(folder / f"m{seed}.pth")
+    (folder / "m2_calibration.json").write_text('{"temperature": 2.5}')  # the graph applies it too
     return paths
 
 
@@ -41,8 +40,8 @@ def test_an_ensemble_exports_as_one_graph_with_pytorchs_probabilities(tmp_path, 
     assert "same class for 100.0%" in r.stdout and "ms (onnxruntime)" in r.stdout, r.stdout
     assert r.stderr == ""  # the exporter's own notes are not the user's business
     session = ort.InferenceSession(str(tmp_path / "pair.onnx"))
-    faces = torch.from_numpy(synthetic.synthetic_faces(5, seed=9)[0])
-    expected = inference.predict_proba(inference.load_nets(nets, "cpu"), faces, "cpu").numpy()
+    faces = torch.from_numpy(synthetic_faces.synthetic_faces(5, seed=9)[0])
+    expected = model.predict_proba(weights.load_nets(nets, "cpu"), faces, "cpu").numpy()
     for batch in (faces[:1], faces):  # any number of faces
         got = session.run(None, {"pixels": batch[:, None].float().numpy()})[0]
         assert np.allclose(got, expected[:len(batch)], atol=1e-5)
@@ -56,7 +55,7 @@ def test_the_lines_for_an_app_in_the_docs_run_as_written(tmp_path, nets, monkeyp
     pytest.importorskip("onnxscript")
     from PIL import Image
     assert run_here(export, "--weights", nets[0], "--out", tmp_path / "resnet.onnx").returncode == 0
-    Image.fromarray(synthetic.synthetic_faces(1, seed=4)[0][0]).resize((120, 120)).save(tmp_path / "face.png")
+    Image.fromarray(synthetic_faces.synthetic_faces(1, seed=4)[0][0]).resize((120, 120)).save(tmp_path / "face.png")
     doc = open(f"{ROOT}/docs/export.md").read()
     code = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "onnxruntime" in b)
     monkeypatch.chdir(tmp_path)
@@ -84,7 +83,18 @@ def test_an_export_leaves_only_its_file(tmp_path):
     networks); export.py writes one self-contained file and leaves nothing beside it."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    checkpoint.save_weights(tmp_path / "r.pth", model.build("resnet"), "resnet")
+    weights.save(tmp_path / "r.pth", weights.NETWORKS["resnet"](), "resnet")
     r = run_here(export, "--weights", tmp_path / "r.pth", "--out", tmp_path / "out" / "r.onnx")
     assert r.returncode == 0, r.stderr
     assert os.listdir(tmp_path / "out") == ["r.onnx"]
+
+
+def test_data_without_a_val_split_checks_the_file_on_its_scored_split(tmp_path, nets):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    images, labels = synthetic_faces.synthetic_faces(14, seed=2)
+    synthetic_faces.write_csv(tmp_path / "test.csv", images, labels, ["PrivateTest"] * 14)
+    r = run_here(export, "--weights", nets[0], "--out", tmp_path / "m.onnx", "--data", tmp_path / "test.csv")
+    assert r.returncode == 0 and "14 faces of test (PrivateTest)" in r.stdout, r.stderr
+    r = run_here(export, "--weights", nets[0], "--out", tmp_path / "n.onnx", "--data", tmp_path / "none.csv")
+    assert r.returncode == 1 and "no such file" in r.stderr and not (tmp_path / "n.onnx").exists()

@@ -1,12 +1,18 @@
-"""Synthetic faces: the seven classes differ by drawn features (mouth curve and opening, brows, eyes) under
-random pose, scale, lighting and noise. Learnable, but not from any single pixel; the tests and `--data
-synthetic` use them, so nothing here needs FER2013.
+"""Synthetic faces as a Kaggle-style fer2013.csv, for a first run without the data: the seven classes differ by
+drawn features (mouth curve and opening, brows, eyes) under random pose, scale, lighting and noise. Learnable, but
+not from any single pixel; the tests use them, so nothing there needs FER2013.
 
-    python tools/explore.py --synthetic faces.csv --n 2000      such a set as a Kaggle-style CSV
+    python tools/synthetic_faces.py data/synthetic.csv [--n 3000]     then train.py --data data/synthetic.csv
 """
-import numpy as np
+import os
+import sys
 
-from readers import CLASSES, SIZE
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cli  # noqa: E402
+from data import CLASSES, SIZE  # noqa: E402
 
 # Per class: mouth curve (+ smiles), mouth opening, mouth width, brow height, brow tilt (+ inner end up),
 # eye opening
@@ -72,3 +78,34 @@ def synthetic_usage(n):
     usage[np.arange(n) % 10 == 8] = "PublicTest"
     usage[np.arange(n) % 10 == 9] = "PrivateTest"
     return usage
+
+
+def write_csv(path, images, labels, usage=None):
+    """Kaggle's fer2013.csv layout (emotion,pixels[,Usage]), written atomically (.gz, .zip ... by the name)."""
+    df = pd.DataFrame({"emotion": labels, "pixels": [" ".join(map(str, r)) for r in images.reshape(len(images), -1).tolist()]})
+    if usage is not None:
+        df["Usage"] = usage
+    cli.atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, compression="infer"))
+
+
+def face_count(n):
+    return 7 <= n <= 1_000_000  # a face per class; a million faces is a 4.6 GB CSV
+
+
+def main(argv=None):
+    p = cli.parser("synthetic_faces.py", __doc__)
+    p.add_argument("out", help="the CSV to write (.csv, .csv.gz)")
+    p.add_argument("--n", type=cli.ranged(int, face_count, "7 to 1,000,000"), default=3000,
+                   help="how many faces (80%% Training, 10%% PublicTest, 10%% PrivateTest)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="which faces")
+    args = p.parse_args(argv)
+    if os.path.exists(args.out):  # it may be someone's real data
+        raise cli.OutputError(f"{args.out}: already exists; choose another name or delete it")
+    cli.check_writable(args.out)
+    images, labels = synthetic_faces(args.n, args.seed)
+    write_csv(args.out, images, labels, synthetic_usage(args.n))
+    print(f"wrote {args.n} synthetic faces to {args.out}")
+
+
+if __name__ == "__main__":
+    cli.run(main, "synthetic_faces.py")

@@ -5,20 +5,19 @@ import json
 import os
 import re
 
+from PIL import Image
+from conftest import ROOT, needs_opencv, one_line, run_main
 import numpy as np
 import pytest
+import synthetic_faces
 import torch
-from PIL import Image
 
-import checkpoint
-import data
-import inference
-import model
-import synthetic
 from app import faces, mtcnn, tracking
+import cli
+import data
+import model
 from tools import measure_faces
-from conftest import ROOT, needs_opencv, one_line, run_main
-
+import weights
 
 
 class StandIn:
@@ -42,14 +41,14 @@ def scene_with(face, x, y, scale=3, size=(240, 320)):
 
 @pytest.fixture(scope="module")
 def face():
-    return synthetic.synthetic_faces(7, seed=3)[0][3]
+    return synthetic_faces.synthetic_faces(7, seed=3)[0][3]
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
+def resnet_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "resnet.pth"
     torch.manual_seed(0)
-    checkpoint.save_weights(path, model.build("resnet"), "resnet")
+    weights.save(path, weights.NETWORKS["resnet"](), "resnet")
     return path
 
 
@@ -124,16 +123,16 @@ def test_a_small_faces_label_stays_whole_inside_the_picture():
     assert black.any(1).nonzero()[0].max() < 200  # and above the face, inside the picture
 
 
-def test_one_call_from_a_picture_to_its_faces_and_emotions(face, weights):
+def test_one_call_from_a_picture_to_its_faces_and_emotions(face, resnet_file):
     """faces.emotions: the documented call for people's own code, on a path, an array or a PIL image."""
-    nets = inference.load_nets([weights], "cpu")
+    nets = weights.load_nets([resnet_file], "cpu")
     scene = scene_with(face, 20, 20)
     scene[20:164, 170:314] = face.repeat(3, 0).repeat(3, 1)[:, ::-1]
     finder = StandIn()
     finder.boxes = [[20, 20, 144, 144], [170, 20, 144, 144]]
     got = faces.emotions(Image.fromarray(scene).convert("RGB"), nets, detector=finder)
     assert [f["box"] for f in got] == [[20, 20, 144, 144], [170, 20, 144, 144]]
-    probs = inference.predict_proba(nets, torch.from_numpy(np.stack([face, face[:, ::-1].copy()])), "cpu").numpy()
+    probs = model.predict_proba(nets, torch.from_numpy(np.stack([face, face[:, ::-1].copy()])), "cpu").numpy()
     for f, p in zip(got, probs):
         assert list(f["probabilities"]) == list(data.CLASSES) and f["emotion"] == data.CLASSES[int(p.argmax())]
         assert np.allclose(list(f["probabilities"].values()), p, atol=1e-5)
@@ -142,8 +141,8 @@ def test_one_call_from_a_picture_to_its_faces_and_emotions(face, weights):
     with pytest.raises(TypeError, match="a path, a numpy array or a PIL image"):
         faces.emotions(42, nets)
     assert faces.emotions(face, nets[0]) == faces.emotions(face, nets)  # one network is an ensemble of one
-    for wrong in ([], [weights], "weights/resnet.pth"):  # what load_nets gives, not what it reads
-        with pytest.raises(TypeError, match="nets: a list of networks, as inference.load_nets"):
+    for wrong in ([], [resnet_file], "weights/resnet.pth"):  # what load_nets gives, not what it reads
+        with pytest.raises(TypeError, match="nets: a list of networks, as weights.load_nets"):
             faces.emotions(face, wrong)
     for odd, words in ((face.astype(np.float64), "uint8 pixels"), (np.zeros((0, 5), np.uint8), "[0, 5]"),
                        (np.zeros((4, 4, 2), np.uint8), "[4, 4, 2]")):
@@ -151,14 +150,14 @@ def test_one_call_from_a_picture_to_its_faces_and_emotions(face, weights):
             faces.emotions(odd, nets)
 
 
-def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkeypatch, face, weights):
+def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkeypatch, face, resnet_file):
     scene = scene_with(face, 20, 20)
     scene[20:164, 170:314] = face.repeat(3, 0).repeat(3, 1)[:, ::-1]  # a second face, mirrored
     Image.fromarray(scene).convert("RGB").save(tmp_path / "two.jpg", quality=95)
     Image.fromarray(face).save(tmp_path / "crop.png")
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[20, 20, 144, 144], [170, 20, 144, 144]])
-    code, out, err = run_main("app/photos.py", "--weights", weights, "--images", tmp_path / "two.jpg",
+    code, out, err = run_main("app/photos.py", "--weights", resnet_file, "--images", tmp_path / "two.jpg",
                               tmp_path / "crop.png", "--out", tmp_path / "marked", "--json", tmp_path / "f.json")
     assert code == 0, err
     assert "two.jpg: 2 faces" in out and "face 2 at x=170 y=20 w=144 h=144: " in out
@@ -175,22 +174,22 @@ def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkey
 
 
 def test_without_a_face_finder_a_photo_is_classified_whole_and_says_how_to_install(tmp_path, monkeypatch, face,
-                                                                                    weights):
+                                                                                    resnet_file):
     def missing():
-        raise data.DataError("finding faces needs OpenCV, an optional extra: pip install -r requirements-faces.txt")
+        raise cli.DataError("finding faces needs OpenCV, an optional extra: pip install -r requirements-faces.txt")
 
     monkeypatch.setattr(faces, "opencv", missing)
     monkeypatch.setattr(mtcnn, "weights_folder", lambda: None)
     Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
-    code, out, err = run_main("app/photos.py", "--weights", weights, "--images", tmp_path / "photo.png")
+    code, out, err = run_main("app/photos.py", "--weights", resnet_file, "--images", tmp_path / "photo.png")
     assert code == 0 and f"(classified whole: no face finder installed: {faces.INSTALL})" in out, err
-    code, _, err = run_main("app/camera.py", "--weights", weights, "--source", "x.mp4", "--out",
+    code, _, err = run_main("app/camera.py", "--weights", resnet_file, "--source", "x.mp4", "--out",
                             tmp_path / "a.mp4")
     assert code == 1 and err.strip() == "camera.py: finding faces needs OpenCV, an optional extra: pip install " \
                                         "-r requirements-faces.txt"
 
 
-def test_gradcam_explains_every_face_in_a_photo(tmp_path, monkeypatch, face, weights):
+def test_gradcam_explains_every_face_in_a_photo(tmp_path, monkeypatch, face, resnet_file):
     Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[20, 20, 144, 144], [200, 100, 100, 100]])
@@ -274,14 +273,14 @@ def moving_face_video(path, face, frames):
 
 
 @needs_opencv
-def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, weights):
+def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, resnet_file):
     import cv2
     video = moving_face_video(tmp_path / "clip.avi", face, 8)
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144]])
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    code, out, err = run_main("app/camera.py", "--weights", weights, "--source", video, "--out",
+    code, out, err = run_main("app/camera.py", "--weights", resnet_file, "--source", video, "--out",
                               tmp_path / "out.avi")
     assert code == 0, err
     assert "8 frames of 320x240" in out and "frames/s (finding faces" in out and "classifying" in out
@@ -289,18 +288,17 @@ def test_camera_annotates_a_video_frame_by_frame(tmp_path, monkeypatch, face, we
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
     ok, frame = cap.read()
     assert ok and frame.shape == (240, 320, 3)
-    code, _, err = run_main("app/camera.py", "--weights", weights, "--source", video)
+    code, _, err = run_main("app/camera.py", "--weights", resnet_file, "--source", video)
     assert code == 2 and "no display" in err and "--out" in err and len(err.strip().splitlines()) == 1
 
 
-
 @needs_opencv
-def test_a_video_is_analysed_into_a_table_and_a_plot_of_each_faces_emotions(tmp_path, monkeypatch, face, weights):
+def test_a_video_is_analysed_into_a_table_and_a_plot_of_each_faces_emotions(tmp_path, monkeypatch, face, resnet_file):
     import csv
     video = moving_face_video(tmp_path / "clip.avi", face, 12)
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144], [200, 20, 90, 90]])  # two faces, every frame
-    code, out, err = run_main("app/camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv",
+    code, out, err = run_main("app/camera.py", "--weights", resnet_file, "--source", video, "--csv", tmp_path / "e.csv",
                               "--plot", tmp_path / "e.png")
     assert code == 0, err
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
@@ -311,7 +309,7 @@ def test_a_video_is_analysed_into_a_table_and_a_plot_of_each_faces_emotions(tmp_
     assert {r["track"] for r in rows} == {"1", "2"} and float(rows[-1]["seconds"]) == 1.1  # frame 11 at 10 frames/s
     assert all(abs(sum(float(r[c]) for c in data.CLASSES) - 1) < 1e-3 for r in rows)
     assert (tmp_path / "e.png").stat().st_size > 10000
-    one_line(run_main("app/camera.py", "--weights", weights, "--source", video, "--out", tmp_path / "x.avi", "--csv",
+    one_line(run_main("app/camera.py", "--weights", resnet_file, "--source", video, "--out", tmp_path / "x.avi", "--csv",
                       tmp_path / "x.avi"), 2, "name the same file")
 
 
@@ -345,6 +343,7 @@ def test_the_readmes_python_call_runs_from_another_folder(tmp_path, monkeypatch,
     weights named as the README names them."""
     import os
     import re
+
     from conftest import ROOT
     readme = open(os.path.join(ROOT, "README.md")).read()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
@@ -359,6 +358,7 @@ def test_the_readmes_python_call_runs_from_another_folder(tmp_path, monkeypatch,
 
 def test_a_video_without_faces_plots_no_face_found_without_a_warning(tmp_path):
     import warnings
+
     from app import camera
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warned of an empty legend
@@ -367,18 +367,18 @@ def test_a_video_without_faces_plots_no_face_found_without_a_warning(tmp_path):
 
 
 @needs_opencv
-def test_a_videos_answers_are_one_call_away_as_the_csvs_table(tmp_path, monkeypatch, face, weights):
+def test_a_videos_answers_are_one_call_away_as_the_csvs_table(tmp_path, monkeypatch, face, resnet_file):
     import pandas as pd
     video = moving_face_video(tmp_path / "clip.avi", face, 12)
     monkeypatch.setattr(faces, "best_detector", StandIn)
     monkeypatch.setattr(StandIn, "boxes", [[40, 30, 144, 144], [200, 20, 90, 90]])
-    nets = inference.load_nets([weights], "cpu")
+    nets = weights.load_nets([resnet_file], "cpu")
     table = faces.video_emotions(video, nets)
     assert list(table.columns) == list(faces.VIDEO_COLUMNS) and len(table) == 24
-    assert run_main("app/camera.py", "--weights", weights, "--source", video, "--csv", tmp_path / "e.csv")[0] == 0
+    assert run_main("app/camera.py", "--weights", resnet_file, "--source", video, "--csv", tmp_path / "e.csv")[0] == 0
     csv = pd.read_csv(tmp_path / "e.csv")
     assert (csv[["frame", "track", "x", "y", "w", "h", "emotion"]] == table[["frame", "track", "x", "y", "w", "h",
                                                                             "emotion"]]).all().all()
     assert np.allclose(csv[list(data.CLASSES)], table[list(data.CLASSES)], atol=1e-5)
-    with pytest.raises(data.DataError, match="nothing.avi: no such video file"):
+    with pytest.raises(cli.DataError, match="nothing.avi: no such video file"):
         faces.video_emotions(tmp_path / "nothing.avi", nets)
