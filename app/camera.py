@@ -123,7 +123,7 @@ def main(argv=None):
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
     writer = None
     frames, t_find, t_classify, t0 = 0, 0.0, 0.0, time.perf_counter()
-    tmp = None
+    tmp, cut_short = None, False
     rows = []  # (frame, seconds, track, box, probabilities) for --csv and --plot
     live = args.source.isdigit()
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
@@ -161,8 +161,8 @@ def main(argv=None):
                 cv2.imshow("emotions", np.ascontiguousarray(marked))
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):  # q or Esc
                     break
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends a camera session: what was recorded is kept
+    except KeyboardInterrupt:  # Ctrl-C ends a camera session: what was recorded is kept; a file's is cut short
+        cut_short = not live
     finally:
         progress.close()
         cap.release()
@@ -190,6 +190,9 @@ def main(argv=None):
     if args.plot:
         plot_emotions(args.plot, rows, args.source)
         print(f"wrote {args.plot}")
+    if cut_short:
+        sys.exit(f"camera.py: interrupted at frame {frames} of {total or 'the video'}: what was written holds those "
+                 f"frames only")
 
 
 def write_csv(path, rows):

@@ -5,8 +5,9 @@
     python app/photos.py --weights weights/resnet.pth --images me.jpg --gradcam me_gradcam.png
 
 Faces are found by MTCNN where it is installed, else OpenCV's Haar cascade (requirements-faces.txt), and cut
-as FER2013 cut its faces (faces.py). A picture of 96 px or less, one in which no face is found, or any
-picture where no face finder is installed, is classified whole, with a line saying so.
+as FER2013 cut its faces (faces.py). A picture of 96 px or less, or any picture where no face finder is
+installed, is classified whole, with a line saying so; a picture in which no face is found has no answer. A
+folder given as --images means its pictures.
 """
 import os
 import sys
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import cli  # noqa: E402
 import data  # noqa: E402
 import gradcam  # noqa: E402
+import readers  # noqa: E402
 import weights  # noqa: E402
 from app import faces  # noqa: E402
 
@@ -29,10 +31,13 @@ def unique_names(paths, suffix):
     a stem (1.jpg and 1.png), and a counter on top where they share a name (a/1.jpg and b/1.jpg)."""
     stems = [os.path.splitext(os.path.basename(str(p)))[0] for p in paths]
     names = [(os.path.basename(str(p)) if stems.count(s) > 1 else s) for p, s in zip(paths, stems)]
-    out, seen = [], {}
+    out, taken = [], set(n for n in names if names.count(n) == 1)
     for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name + (f"_{seen[name]}" if names.count(name) > 1 else "") + suffix)
+        k, candidate = 1, name
+        while names.count(name) > 1 and (candidate == name or candidate in taken):  # a counter no other name has
+            candidate, k = f"{name}_{k}", k + 1
+        taken.add(candidate)
+        out.append(candidate + suffix)
     return out
 
 
@@ -106,6 +111,10 @@ def main(argv=None):
         p.error("--gradcam explains one network: give one --weights file")
     if args.gradcam and os.path.splitext(args.gradcam)[1].lower() not in gradcam.IMAGE_FORMATS:
         p.error(f"--gradcam {args.gradcam}: name an image file ({', '.join(gradcam.IMAGE_FORMATS)})")
+    args.images = [x for i in args.images for x in ([os.path.join(i, f) for f in readers.visible(i) if f.lower().endswith(
+        readers.IMAGE_EXTS)] if os.path.isdir(i) else [i])]  # a folder means its pictures
+    if args.out and any(o and cli.same_place(o, args.out) for o in (args.json, args.gradcam)):
+        p.error(f"--out {args.out}: is also a file to write (--json or --gradcam); choose another name")
     device = cli.pick_device(args.device)
     inputs = [*args.weights, *args.images]
     for output in (args.json, args.gradcam):  # every output checked before the work

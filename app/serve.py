@@ -15,6 +15,7 @@ import io
 import ipaddress
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -241,7 +242,7 @@ def make_handler(emotions):
             if text is None:
                 self.close_connection = True
                 raise Refused(411, "a Content-Length is required")
-            if not text.strip().isdigit():
+            if not re.fullmatch(r"[0-9]{1,12}", text.strip()):  # ASCII digits: "²" and 5,000 digits are no size
                 self.close_connection = True  # the body is not read: the connection cannot be reused
                 raise Refused(400, f"Content-Length {text[:20]!r} is not a size in bytes")
             length = int(text)
@@ -306,9 +307,13 @@ class Server(ThreadingHTTPServer):
     def serves(self, host):
         """Whether a request's Host names this server: a loopback name on a loopback server; on every
         network (0.0.0.0), also an address literal or this machine's own name."""
-        name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-        name = name.strip("[]").lower()
-        if port != str(self.server_address[1]):
+        if host.startswith("["):  # an IPv6 literal: [::1] or [::1]:8000
+            name, _, rest = host[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            name, _, port = host.partition(":")
+        name = name.lower()
+        if (port or "80") != str(self.server_address[1]):  # no port: the scheme's default, 80
             return False
         if name in LOOPBACK:
             return True

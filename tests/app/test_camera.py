@@ -25,3 +25,27 @@ def test_a_video_cut_short_is_not_reported_as_written(tmp_path):
     assert "holds 5 of 8 frames" in camera.check_video(cv2, path, 8)
     (tmp_path / "empty.avi").write_bytes(b"")
     assert "empty" in camera.check_video(cv2, str(tmp_path / "empty.avi"), 8)
+
+
+def test_a_video_file_stopped_midway_says_its_outputs_hold_the_frames_read(tmp_path, monkeypatch, mlp_file):
+    """Ctrl-C or SIGTERM on a file: what was read is written, and a line and a non-zero exit say it is cut short
+    (a live camera's Ctrl-C is its normal end)."""
+    cv2 = pytest.importorskip("cv2")
+    from app import camera, faces
+    from conftest import run_here
+    writer = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96))
+    for k in range(10):
+        writer.write(np.full((96, 96, 3), 20 * k, np.uint8))
+    writer.release()
+    calls, classify = {"n": 0}, faces.classify
+
+    def stop_at_the_fourth(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return classify(*a, **k)
+
+    monkeypatch.setattr(faces, "classify", stop_at_the_fourth)
+    r = run_here(camera, "--weights", mlp_file, "--source", tmp_path / "v.avi", "--csv", tmp_path / "e.csv")
+    assert r.returncode == 1 and "interrupted at frame 3 of 10" in r.stderr, r.stderr
+    assert (tmp_path / "e.csv").exists()

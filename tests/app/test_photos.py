@@ -12,6 +12,7 @@ import synthetic_faces
 import cli
 import data
 import weights
+from app import photos
 
 
 @pytest.mark.parametrize("name,words", [("bomb.png", ["image too large"]), ("broken.bmp", ["unreadable image"])])
@@ -96,3 +97,26 @@ def test_evaluate_images_prints_the_top_three_emotions(trained_file, tmp_path):
     for line in scored:
         percents = [float(p) for p in re.findall(r" (\d+\.\d)%", line)]
         assert len(percents) == 3 and percents == sorted(percents, reverse=True) and sum(percents) <= 100.1, line
+
+
+def test_a_folder_of_photos_means_its_pictures_and_no_two_photos_share_a_marked_name(tmp_path, mlp_file):
+    from PIL import Image
+    for folder, name in (("x", "a.jpg"), ("y", "a.jpg"), ("", "a.jpg_1.png"), ("album", "p.png"), ("album", "q.jpg")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        Image.fromarray(np.full((48, 48), 90, np.uint8)).save(tmp_path / folder / name)
+    (tmp_path / "album" / "notes.txt").write_text("not a picture")
+    names = photos.unique_names([tmp_path / "x" / "a.jpg", tmp_path / "y" / "a.jpg", tmp_path / "a.jpg_1.png"], "_faces.png")
+    assert len(set(names)) == 3, names
+    code, out, err = run_main("app/photos.py", "--weights", mlp_file, "--images", tmp_path / "album", "--json",
+                              tmp_path / "f.json")
+    assert code == 0, err
+    assert [i["file"] for i in json.loads((tmp_path / "f.json").read_text())["images"]] == [
+        str(tmp_path / "album" / "p.png"), str(tmp_path / "album" / "q.jpg")]
+
+
+def test_an_output_named_twice_is_refused_before_the_work(tmp_path, mlp_file):
+    from PIL import Image
+    Image.fromarray(np.full((48, 48), 90, np.uint8)).save(tmp_path / "me.png")
+    one_line(run_main("app/photos.py", "--weights", mlp_file, "--images", tmp_path / "me.png", "--out", tmp_path / "x",
+                      "--json", tmp_path / "x"), 2, "--out", "is also a file to write")
+    assert not (tmp_path / "x").exists()

@@ -349,6 +349,24 @@ def test_a_body_is_read_only_within_a_valid_length(server, head, status, words):
     assert got == status and words in error
 
 
+@pytest.mark.parametrize("length", [b"\xb2", b"9" * 5000], ids=["superscript two", "5000 digits"])
+def test_a_length_that_is_no_size_in_ascii_digits_is_a_400_not_a_traceback(server, length):
+    url, _, _, _ = server
+    port = url.rsplit(":", 1)[1]
+    got, error = raw(url, b"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:" + port.encode() + b"\r\nContent-Length: " + length +
+                     b"\r\n\r\n")
+    assert got == 400 and "not a size in bytes" in error
+
+
+def test_a_host_without_a_port_means_port_80():
+    """A browser leaves the port out of Host for http's default: a server on port 80 answers "localhost"."""
+    import types
+    on_80, on_8000 = (types.SimpleNamespace(server_address=("127.0.0.1", p)) for p in (80, 8000))
+    assert serve.Server.serves(on_80, "localhost") and serve.Server.serves(on_80, "127.0.0.1:80")
+    assert not serve.Server.serves(on_8000, "localhost") and serve.Server.serves(on_8000, "localhost:8000")
+    assert serve.Server.serves(types.SimpleNamespace(server_address=("::1", 80)), "[::1]")
+
+
 @pytest.mark.parametrize("method", ["HEAD", "PUT", "OPTIONS", "DELETE"])
 def test_other_methods_are_one_line_of_json(server, method):
     url, _, _, _ = server
