@@ -8,5 +8,5 @@
     serve.py     python app/serve.py --weights W                      the same in your browser (serve.html)
     export.py    python app/export.py --weights W --out m.onnx       ONNX for apps
 
-It imports the reproduction (data, inference, gradcam, checkpoint); nothing there imports it back.
+It imports the reproduction (data, model, weights, gradcam); nothing there imports it back.
 """
