@@ -240,8 +240,8 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
     `image`: a file path, a numpy array (grey [H, W] or RGB [H, W, 3], uint8) or a PIL image. Returns one
     answer per face, left to right: "box" ([x, y, w, h] in pixels of the picture), "emotion" (the likeliest
     class) and "probabilities" (class -> probability, the seven summing to 1). A picture of 96 px or less is taken
-    as one face crop; a picture with no face found gives []; with no face finder installed a picture is taken
-    whole (INSTALL says how to install one). `detector`: a face finder to use (default: the best installed)."""
+    as one face crop; a picture with no face found gives []; a larger picture with no face finder installed is a
+    DataError saying how to install one (app/photos.py classifies it whole and says so). `detector`: a face finder to use (default: the best installed)."""
     if isinstance(nets, torch.nn.Module):
         nets = [nets]
     if not isinstance(nets, (list, tuple)) or not nets or not all(isinstance(n, torch.nn.Module) for n in nets):
@@ -253,6 +253,9 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
         if not _shared:
             _shared.append(best_detector())
         detector = _shared[0]
+        if detector is None:  # a whole photo read as one face is a confident wrong answer: an app must not get one
+            raise cli.DataError(f"a picture of {grey.shape[1]}x{grey.shape[0]} needs a face finder, and none is "
+                                f"installed: {INSTALL} (or pass a face crop of {SMALL} px or less)")
     boxes, _, angles = find(grey, detector)
     return [answer(box, p) for box, p in zip(boxes, classify(grey, boxes, nets, device, tta, angles=angles))]
 

@@ -183,6 +183,11 @@ def test_without_a_face_finder_a_photo_is_classified_whole_and_says_how_to_insta
     Image.fromarray(scene_with(face, 20, 20)).save(tmp_path / "photo.png")
     code, out, err = run_main("app/photos.py", "--weights", resnet_file, "--images", tmp_path / "photo.png")
     assert code == 0 and f"(classified whole: no face finder installed: {faces.INSTALL})" in out, err
+    monkeypatch.setattr(faces, "_shared", [])  # the Python call gives an app no whole-photo answer: it says why
+    nets = weights.load_nets([resnet_file], "cpu")
+    with pytest.raises(cli.DataError, match="needs a face finder, and none is installed"):
+        faces.emotions(tmp_path / "photo.png", nets)
+    assert faces.emotions(face, nets)[0]["box"] == [0, 0, 48, 48]  # a crop still needs none
     code, _, err = run_main("app/camera.py", "--weights", resnet_file, "--source", "x.mp4", "--out",
                             tmp_path / "a.mp4")
     assert code == 1 and err.strip() == "camera.py: finding faces needs OpenCV, an optional extra: pip install " \
