@@ -6,7 +6,7 @@
     photos.py    python app/photos.py --weights W --images me.jpg     every face's emotion, Grad-CAM
     camera.py    python app/camera.py --weights W                     a camera or video, live
     serve.py     python app/serve.py --weights W                      the same in your browser (serve.html)
-    export.py    python app/export.py --weights W --out m.onnx       ONNX for apps
+    export.py    python app/export.py --weights W --out bundle/      ONNX for apps: the bundle that runtime/ and page/ run
 
 It imports the reproduction (data, model, weights, gradcam); nothing there imports it back.
 """

@@ -87,25 +87,30 @@ def crop(grey, box, margin=MARGIN, angle=0.0):
     black. `angle` (degrees, from level_angle): the square is turned by it first, so tilted eyes come out
     level."""
     from PIL import Image
-    x, y, w, h = (float(v) for v in box)
-    side = max(w, h) * (1 + 2 * margin)
-    cx, cy = x + w / 2, y + h / 2
+    cx, cy, side = square(box, margin)
     reach = side * (0.75 if angle else 0.5)  # a turned square's corners reach out to side / sqrt(2)
     left, top = int(round(cx - reach)), int(round(cy - reach))
     size = max(1, int(round(2 * reach)))
     rows = np.clip(np.arange(top, top + size), 0, grey.shape[0] - 1)
     cols = np.clip(np.arange(left, left + size), 0, grey.shape[1] - 1)
-    square = Image.fromarray(grey[rows[:, None], cols[None, :]])
+    patch = Image.fromarray(grey[rows[:, None], cols[None, :]])
     if angle:
         inner = (size - side) / 2
-        square = square.rotate(angle, resample=Image.BILINEAR).crop((inner, inner, inner + side, inner + side))
-    return np.array(square.resize((data.SIZE, data.SIZE), Image.BOX))
+        patch = patch.rotate(angle, resample=Image.BILINEAR).crop((inner, inner, inner + side, inner + side))
+    return np.array(patch.resize((data.SIZE, data.SIZE), Image.BOX))
+
+
+def square(box, margin=MARGIN):
+    """(centre x, centre y, side) of the square crop() cuts around `box` (x, y, w, h)."""
+    x, y, w, h = (float(v) for v in box)
+    return x + w / 2, y + h / 2, max(w, h) * (1 + 2 * margin)
 
 
 def level_angle(eyes):
-    """The angle (degrees) that levels a face's eyes [2, 2] ((x, y) of each): crop(..., angle=it)."""
+    """The angle (degrees) that levels a face's eyes [2, 2] ((x, y) of each): crop(..., angle=it). To a hundredth
+    of a degree, as the answer states it: the crop an answer describes is the one the network saw."""
     (x0, y0), (x1, y1) = eyes
-    return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
+    return round(float(np.degrees(np.arctan2(y1 - y0, x1 - x0))), 2)
 
 
 def find(grey, detector):
@@ -165,13 +170,16 @@ def find_in_files(paths, detector=None):
         yield (path, grey, *find(grey, detector))
 
 
-def answer(box, probs, track=None):
-    """One face's answer, the one shape every output gives (photos.py --json, emotions(), the page's JSON; the
-    video CSV's columns are its fields): {"box": [x, y, w, h] in the picture's pixels, "emotion": the likeliest
-    class, "probabilities": {class: probability} in data.CLASSES order}, and "track" (a followed face's number)
-    where there is one."""
+def answer(box, probs, track=None, angle=0.0):
+    """One face's answer, the one shape every output gives (photos.py --json, emotions(), the page's JSON, the
+    runtime package's; the video CSV's columns are its fields): {"box": [x, y, w, h] in the picture's pixels,
+    "emotion": the likeliest class, "probabilities": {class: probability} in data.CLASSES order, "crop": the
+    square the network saw, {"center": [x, y], "side": pixels, "angle": degrees it was turned by to level the
+    eyes}}, and "track" (a followed face's number) where there is one."""
+    cx, cy, side = square(box)
     out = {"box": [int(v) for v in box], "emotion": data.CLASSES[int(np.argmax(probs))],
-           "probabilities": {c: round(float(v), 6) for c, v in zip(data.CLASSES, probs)}}
+           "probabilities": {c: round(float(v), 6) for c, v in zip(data.CLASSES, probs)},
+           "crop": {"center": [round(cx, 2), round(cy, 2)], "side": round(side, 2), "angle": round(float(angle), 2)}}
     if track is not None:
         out["track"] = int(track)
     return out
@@ -257,7 +265,8 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
             raise cli.DataError(f"a picture of {grey.shape[1]}x{grey.shape[0]} needs a face finder, and none is "
                                 f"installed: {INSTALL} (or pass a face crop of {SMALL} px or less)")
     boxes, _, angles = find(grey, detector)
-    return [answer(box, p) for box, p in zip(boxes, classify(grey, boxes, nets, device, tta, angles=angles))]
+    probs = classify(grey, boxes, nets, device, tta, angles=angles)
+    return [answer(box, p, angle=a) for box, p, a in zip(boxes, probs, angles)]
 
 
 def as_grey(image):

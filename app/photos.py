@@ -69,7 +69,7 @@ def answer(nets, args, device):
         else:
             print(f"{path} (classified whole: {how}): {top3(probs[0])}")
         found.append({"file": str(path), "whole": how not in ("faces", "no face found"), "note": how,
-                      "faces": [faces.answer(box, pr.numpy()) for box, pr in zip(boxes, probs)]})
+                      "faces": [faces.answer(box, pr.numpy(), angle=a) for box, pr, a in zip(boxes, probs, angles)]})
         crops += list(faces.cut(grey, boxes, angles))
         shown += list(probs.numpy())
         short = os.path.basename(path)[:18]

@@ -113,7 +113,7 @@ class Emotions:
             probs = faces.classify(grey, boxes, self.nets, self.device, angles=angles)
         note = {"faces": "", "no face found": "no face found in this picture"}.get(how, f"taken whole: {how}")
         return {"width": grey.shape[1], "height": grey.shape[0], "note": note,
-                "faces": [faces.answer(box, p) for box, p in zip(boxes, probs)]}
+                "faces": [faces.answer(box, p, angle=a) for box, p, a in zip(boxes, probs, angles)]}
 
     def explain(self, grey, query):
         """The Grad-CAM figure of face ?face=N (0-based) of the photo, as gradcam.py draws it."""
@@ -390,6 +390,9 @@ def main(argv=None):
                             + ("try another --port" if taken else f"--host {args.host} is not an address of "
                                "this machine (127.0.0.1, ::1, 0.0.0.0, or one of its networks')")) from None
     print(f"open {server.url()} in your browser (Ctrl-C stops)", flush=True)
+    if server.server_address[0] in ("0.0.0.0", "::"):
+        print(f"from another machine: http://{socket.gethostname()}:{server.server_address[1]} (photos only: a "
+              f"browser gives its camera to https pages and to localhost)", flush=True)
     t0 = time.time()
     try:
         server.serve_forever()

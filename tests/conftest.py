@@ -200,3 +200,27 @@ def trained_file(trained, tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "model.pth"
     shutil.copy(trained[0] / "model.pth", path)
     return path
+
+
+# The runtime package and the static page answer as the PyTorch path: these say what "as" means.
+TOLERANCE = 1e-5  # probabilities; boxes and crops are equal
+
+
+def group_photo():
+    """Three faces: the README's portrait, a smaller copy, and a copy turned 18 degrees (levelled before it is cut)."""
+    from PIL import Image
+    face = Image.open(os.path.join(ROOT, "weights", "faces_example.jpg")).convert("RGB")
+    canvas = Image.new("RGB", (900, 420), (90, 110, 130))
+    canvas.paste(face, (0, 0))
+    canvas.paste(face.resize((face.width * 6 // 10, face.height * 6 // 10), Image.BILINEAR), (face.width + 10, 60))
+    canvas.paste(face.rotate(18, resample=Image.BILINEAR, fillcolor=(90, 110, 130)), (face.width * 16 // 10 + 20, 20))
+    return np.asarray(canvas)
+
+
+def assert_same(ours, theirs):
+    assert [a["box"] for a in ours] == [a["box"] for a in theirs]
+    assert [a["crop"] for a in ours] == [a["crop"] for a in theirs]
+    for a, b in zip(ours, theirs):
+        assert max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in a["probabilities"]) <= TOLERANCE
+        assert a["emotion"] == b["emotion"] or abs(max(a["probabilities"].values()) - sorted(
+            a["probabilities"].values())[-2]) <= 2 * TOLERANCE  # a tie within the tolerance may break either way

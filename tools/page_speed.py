@@ -1,11 +1,15 @@
-"""How fast the page answers a camera, as a person sees it: headless Chromium with a fake camera playing a face,
-the page served by serve.py on loopback, frames/s and the time from grabbing a frame to its box drawn; then
+"""How fast the pages answer a camera, as a person sees it: headless Chromium with a fake camera playing a face,
+frames/s and the time from grabbing a frame to its box drawn, for the server's page (serve.py on loopback, the
+--weights networks) and the static page (page/, served as files, the bundle in runtime/ in the tab); then
 camera.py on the same face as a video file, in the same run, for comparison.
 
     python tools/page_speed.py --weights weights/resnet.pth --seconds 20
 
-Needs Chromium and playwright (what .ci/run installs for the page's test) and OpenCV.
+Needs Chromium and playwright (what .ci/run installs for the page's test), OpenCV, and for the static page
+its packages (npm ci --prefix page).
 """
+import functools
+import http.server
 import os
 import shutil
 import subprocess
@@ -69,11 +73,14 @@ def page(url, video, seconds):
         before = tab.evaluate("[pageStats.frames, pageStats.latencies.length]")
         t0 = time.perf_counter()
         time.sleep(seconds)
-        after = tab.evaluate("[pageStats.frames, pageStats.latencies.slice(%d), pageStats.faces]" % before[1])
+        after = tab.evaluate("[pageStats.frames, pageStats.latencies.slice(%d), pageStats.faces, pageStats.finder || []]"
+                             % before[1])
         elapsed = time.perf_counter() - t0
         browser.close()
     latencies = np.array(after[1])
-    return (after[0] - before[0]) / elapsed, float(np.median(latencies)), float(np.percentile(latencies, 90)), after[2]
+    finder = f"; faces searched for in {np.median(after[3]):.0f} ms a half-size frame (median)" if after[3] else ""
+    return (after[0] - before[0]) / elapsed, float(np.median(latencies)), float(np.percentile(latencies, 90)), after[2], \
+        finder
 
 
 def camera_py(weights, picture, folder, seconds):
@@ -88,6 +95,11 @@ def camera_py(weights, picture, folder, seconds):
                         "--csv", os.path.join(folder, "e.csv")], capture_output=True, text=True)
     line = next((s for s in r.stdout.splitlines() if "frames/s" in s), r.stderr.strip()[-200:])
     return line
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
 
 def main(argv=None):
@@ -109,12 +121,23 @@ def main(argv=None):
     picture = scene(args.data)
     with tempfile.TemporaryDirectory() as folder:
         y4m(os.path.join(folder, "camera.y4m"), picture)
-        fps, median, p90, found = page(f"http://127.0.0.1:{server.server_address[1]}", os.path.join(folder, "camera.y4m"),
-                                args.seconds)
+        fps, median, p90, found, _ = page(f"http://127.0.0.1:{server.server_address[1]}",
+                                          os.path.join(folder, "camera.y4m"), args.seconds)
         server.shutdown()
         server.server_close()
-        print(f"the page: {fps:.1f} frames/s with {found} face(s) found, {median:.0f} ms from grabbing a frame to "
-              f"its box drawn (90% within {p90:.0f} ms)")
+        print(f"the server's page: {fps:.1f} frames/s with {found} face(s) found, {median:.0f} ms from grabbing a "
+              f"frame to its box drawn (90% within {p90:.0f} ms)")
+        if os.path.isdir(os.path.join(ROOT, "page", "node_modules")):
+            files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=ROOT))
+            threading.Thread(target=files.serve_forever, daemon=True).start()
+            fps, median, p90, found, finder = page(f"http://127.0.0.1:{files.server_address[1]}/page/",
+                                                   os.path.join(folder, "camera.y4m"), args.seconds)
+            files.shutdown()
+            files.server_close()
+            print(f"the static page (the bundle in the tab): {fps:.1f} frames/s with {found} face(s) found, "
+                  f"{median:.0f} ms from grabbing a frame to its box drawn (90% within {p90:.0f} ms){finder}")
+        else:
+            print("the static page: not measured, its packages are not installed (npm ci --prefix page)")
         print(f"camera.py on the same face: {camera_py(args.weights, picture, folder, args.seconds)}")
 
 

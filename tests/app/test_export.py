@@ -1,6 +1,7 @@
 """export.py: networks (and an ensemble, as one graph) to ONNX; the file gives PyTorch's answers in
 onnxruntime, says what it takes and returns, and the lines for an app in docs/export.md run as written."""
 import builtins
+import json
 import os
 import re
 
@@ -98,3 +99,48 @@ def test_data_without_a_val_split_checks_the_file_on_its_scored_split(tmp_path, 
     assert r.returncode == 0 and "14 faces of test (PrivateTest)" in r.stdout, r.stderr
     r = run_here(export, "--weights", nets[0], "--out", tmp_path / "n.onnx", "--data", tmp_path / "none.csv")
     assert r.returncode == 1 and "no such file" in r.stderr and not (tmp_path / "n.onnx").exists()
+
+
+@pytest.mark.skipif(__import__("app.mtcnn").mtcnn.weights_folder() is None,
+                    reason="MTCNN's weights (facenet-pytorch) are not installed: the bundle's face finder")
+def test_a_bundle_holds_the_classifier_the_face_finder_and_what_they_need(tmp_path, nets):
+    """--out FOLDER: classifier.onnx, MTCNN's three networks with their licence, and bundle.json naming them with
+    the finder's and the crop's settings; the runtime package, where installed, answers with it as PyTorch does."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from app import faces
+    r = run_here(export, "--weights", *nets, "--out", tmp_path / "bundle")
+    assert r.returncode == 0 and "wrote the bundle" in r.stdout and r.stderr == "", r.stderr
+    assert sorted(os.listdir(tmp_path / "bundle")) == ["LICENSE-MTCNN.md", "bundle.json", "classifier.onnx",
+                                                       "onet.onnx", "pnet.onnx", "rnet.onnx"]
+    bundle = json.load(open(tmp_path / "bundle" / "bundle.json"))
+    assert bundle["classes"] == list(data.CLASSES) and bundle["weights"] == ["m1.pth", "m2.pth"]
+    assert bundle["classifier"]["temperatures"] == [1.0, 2.5]
+    assert bundle["crop"]["margin"] == faces.MARGIN and bundle["finder"]["min_size"] == faces.MIN_SIZE
+    fe = pytest.importorskip("fer2013_emotions")
+    crops = torch.from_numpy(synthetic_faces.synthetic_faces(6, seed=5)[0])
+    expected = model.predict_proba(weights.load_nets(nets, "cpu"), crops, "cpu").numpy()
+    assert np.allclose(fe.Recognizer(str(tmp_path / "bundle")).classify(crops.numpy()), expected, atol=1e-5)
+
+
+def test_fp16_weights_are_stored_as_fp16_in_the_file(tmp_path):
+    """The shipped weights files hold fp16 values, so the ONNX file stores them as fp16 too: half the size, the
+    same numbers (a cast as it loads)."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    net = weights.NETWORKS["resnet"]()
+    weights.save(tmp_path / "r.pth", net, "resnet", half=True)
+    assert run_here(export, "--weights", tmp_path / "r.pth", "--out", tmp_path / "r.onnx").returncode == 0
+    graph = onnx.load(str(tmp_path / "r.onnx"))
+    stored = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert sum(np.prod(t.dims) for t in stored) >= model.count_parameters(net)
+    assert os.path.getsize(tmp_path / "r.onnx") < 2.2 * model.count_parameters(net)
+
+
+def test_a_bundle_without_mtcnns_weights_says_what_to_install(tmp_path, nets, monkeypatch):
+    pytest.importorskip("onnxscript")
+    from app import mtcnn
+    monkeypatch.setattr(mtcnn, "weights_folder", lambda: None)
+    one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "bundle"), 1, "facenet-pytorch")
+    assert not (tmp_path / "bundle").exists()
+    one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "x.pt"), 2, "or a folder for the bundle")
