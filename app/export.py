@@ -131,7 +131,7 @@ def export_finder(folder):
     cli.atomic_write(os.path.join(folder, "LICENSE-MTCNN.md"), licence or "facenet-pytorch: MIT licence, "
                      "https://github.com/timesler/facenet-pytorch/blob/master/LICENSE.md\n")
     return {"files": {name: f"{name}.onnx" for name in FINDER}, "min_size": faces.MIN_SIZE,
-            "thresholds": list(detector.thresholds), "factor": detector.factor,
+            "thresholds": list(detector.thresholds), "factor": detector.factor, "candidates": detector.candidates,
             "input": "grey as R = G = B, (x - 127.5) / 128; P-Net over a pyramid, R-Net 24x24 and O-Net 48x48 crops"}
 
 

@@ -154,20 +154,27 @@ def classify(grey, boxes, nets, device="cpu", tta=False, autocast=False, angles=
 
 
 def find_in_files(paths, detector=None):
-    """(path, grey, boxes, how, angles) for each image file, as find() gives them. The detector is built once, when
-    the first picture too big to be a crop needs it; with none installed those pictures are classified
-    whole. A file that cannot be read comes back with grey None and `how` saying why, so the work goes on past
-    it."""
+    """(path, grey, boxes, how, angles, finder) for each image file, as find() gives them, and the name of the
+    finder that searched it (None where none did). The detector is built once, when the first picture too big to
+    be a crop needs it; with none installed those pictures are classified whole. A file that cannot be read comes
+    back with grey None and `how` saying why, so the work goes on past it."""
     tried = detector is not None
     for path in paths:
         try:
             grey = readers.read_grey(path)
         except cli.DataError as e:
-            yield path, None, np.zeros((0, 4), np.int64), str(e), np.zeros(0)
+            yield path, None, np.zeros((0, 4), np.int64), str(e), np.zeros(0), None
             continue
         if max(grey.shape) > SMALL and not tried:
             detector, tried = best_detector(), True
-        yield (path, grey, *find(grey, detector))
+        searched = max(grey.shape) > SMALL and detector is not None
+        yield (path, grey, *find(grey, detector), finder_name(detector) if searched else None)
+
+
+def finder_name(detector):
+    """How a face finder is named to the user: which one ran."""
+    return {mtcnn.MTCNNDetector: "MTCNN", HaarDetector: "OpenCV's Haar cascade"}.get(type(detector),
+                                                                                    type(detector).__name__)
 
 
 def answer(box, probs, track=None, angle=0.0):

@@ -20,6 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
+# The most windows a pyramid level passes on, and the most the cascade's later stages take, best first: a picture
+# tiled with thousands of small faces (or clutter) costs bounded time and memory, not minutes and gigabytes.
+CANDIDATES = 2000
 
 
 class PNet(nn.Module):
@@ -111,6 +114,11 @@ def nms(boxes, scores, threshold, by_min=False):
     return torch.as_tensor(np.array(keep, dtype=np.int64))
 
 
+def best(scores, n):
+    """Indices of the n highest scores (all of them where there are fewer), in their own order: the work bound."""
+    return torch.as_tensor(np.sort(np.argsort(-scores, kind="stable")[:n]))
+
+
 def refine(boxes, reg, square=True):
     """Applies the networks' box corrections (fractions of the side) and, for the next network's square input,
     makes each box a square around its centre. O-Net's corrected box is the answer, as it is (not square)."""
@@ -140,9 +148,9 @@ class MTCNNDetector:
     """grey uint8 [H, W] -> boxes int [K, 4] as (x, y, w, h), left to right; not square (faces.crop squares
     them). CPU, float32, no grad. Parameters as the MTCNN paper and facenet-pytorch use them: a pyramid
     step of 0.709 and stage thresholds 0.6, 0.7, 0.7; `min_size` is the smallest face side searched for, in
-    pixels."""
+    pixels; `candidates` bounds the work (CANDIDATES)."""
 
-    def __init__(self, min_size=40, thresholds=(0.6, 0.7, 0.7), factor=0.709):
+    def __init__(self, min_size=40, thresholds=(0.6, 0.7, 0.7), factor=0.709, candidates=CANDIDATES):
         folder = weights_folder()
         if folder is None:
             raise FileNotFoundError(f"MTCNN's weights are not installed: {INSTALL}")
@@ -152,7 +160,7 @@ class MTCNNDetector:
             net.load_state_dict(torch.load(os.path.join(folder, f"{name}.pt"), map_location="cpu",
                                            weights_only=True))
             self.nets.append(net.eval().requires_grad_(False))
-        self.min_size, self.thresholds, self.factor = min_size, thresholds, factor
+        self.min_size, self.thresholds, self.factor, self.candidates = min_size, thresholds, factor, candidates
 
     def __call__(self, grey):
         return self.find(grey)[0]
@@ -171,6 +179,8 @@ class MTCNNDetector:
             small = F.interpolate(image, size=(int(h * scale + 1), int(w * scale + 1)), mode="area")
             reg, prob = pnet(small)[:2]
             ys, xs = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
+            top = best(prob[0, ys, xs].numpy(), self.candidates)
+            ys, xs = ys[top], xs[top]
             if len(ys):
                 corner = torch.stack([xs, ys], 1).float() * 2  # P-Net's stride is 2
                 b = torch.cat([(corner + 1) / scale, (corner + 12) / scale], 1).floor()
@@ -181,6 +191,8 @@ class MTCNNDetector:
         if not boxes:
             return self.result(torch.zeros(0, 4), torch.zeros(0, 10))
         boxes, scores = torch.cat(boxes), torch.cat(scores)
+        top = best(scores.numpy(), self.candidates)  # before this suppression too: its cost grows as its input squared
+        boxes, scores = boxes[top], scores[top]
         keep = nms(boxes[:, :4], scores, 0.7)
         boxes = refine(boxes[keep, :4], boxes[keep, 4:])
         points = torch.zeros(0, 10)

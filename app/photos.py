@@ -53,7 +53,11 @@ def answer(nets, args, device):
     from PIL import Image
     found, unread, crops, titles, shown = [], [], [], [], []
     names = unique_names(args.images, MARKED) if args.out else []
-    for k, (path, grey, boxes, how, angles) in enumerate(faces.find_in_files(args.images)):
+    said = False
+    for k, (path, grey, boxes, how, angles, finder) in enumerate(faces.find_in_files(args.images)):
+        if finder and not said:
+            print(f"faces found by {finder}")
+            said = True
         if grey is None:  # go on with the others; said again at the end
             print(f"skipped {how}")
             unread.append(how)

@@ -389,6 +389,8 @@ def main(argv=None):
         raise cli.UserError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); "
                             + ("try another --port" if taken else f"--host {args.host} is not an address of "
                                "this machine (127.0.0.1, ::1, 0.0.0.0, or one of its networks')")) from None
+    finder = server.emotions.photo_detector
+    print(f"faces found by {faces.finder_name(finder)}" if finder else f"no face finder: {faces.INSTALL}", flush=True)
     print(f"open {server.url()} in your browser (Ctrl-C stops)", flush=True)
     if server.server_address[0] in ("0.0.0.0", "::"):
         print(f"from another machine: http://{socket.gethostname()}:{server.server_address[1]} (photos only: a "

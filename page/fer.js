@@ -72,6 +72,12 @@ function nms(boxes, scores, threshold, byMin = false) {
   return keep;
 }
 
+// Indices of the n highest scores (all where there are fewer), in their own order: the work bound.
+function best(scores, n) {
+  if (scores.length <= n) return scores.map((s, i) => i);
+  return scores.map((s, i) => i).sort((a, b) => scores[b] - scores[a] || a - b).slice(0, n).sort((a, b) => a - b);
+}
+
 // The networks' corrections (fractions of the side), then, for the next network, a square around the centre.
 function refine(box, reg, square = true) {
   const w = f32(box[2] - box[0]), h = f32(box[3] - box[1]);
@@ -102,7 +108,8 @@ export class MTCNN {
   // sessions: onnxruntime-web sessions of P-Net, R-Net, O-Net; settings: the bundle's "finder".
   constructor(ort, sessions, settings) {
     [this.pnet, this.rnet, this.onet] = sessions;
-    Object.assign(this, { ort, minSize: settings.min_size, thresholds: settings.thresholds, factor: settings.factor });
+    Object.assign(this, { ort, minSize: settings.min_size, thresholds: settings.thresholds, factor: settings.factor,
+                          candidates: settings.candidates });
   }
 
   // grey Uint8Array [h * w] -> [{box: [x, y, w, h], eyes: [[x, y], [x, y]]}], left to right.
@@ -118,22 +125,24 @@ export class MTCNN {
       const out = await this.pnet.run({ image: new ort.Tensor("float32", input, [1, 3, hs, ws]) });
       const prob = out.face.data, reg = out.boxes.data, [oh, ow] = out.face.dims.slice(1), plane = oh * ow;
       const found = [], foundRegs = [], foundScores = [], s = f32(scale);
-      for (let y = 0; y < oh; y++) {
-        for (let x = 0; x < ow; x++) {
-          const p = prob[y * ow + x];
-          if (p < this.thresholds[0]) continue;
-          const cx = f32(x * 2), cy = f32(y * 2);  // P-Net's stride is 2
-          found.push([Math.floor(f32(f32(cx + 1) / s)), Math.floor(f32(f32(cy + 1) / s)),
-                      Math.floor(f32(f32(cx + 12) / s)), Math.floor(f32(f32(cy + 12) / s))]);
-          foundRegs.push([0, 1, 2, 3].map((c) => reg[c * plane + y * ow + x]));
-          foundScores.push(p);
-        }
+      let passing = [];
+      for (let i = 0; i < plane; i++) if (prob[i] >= this.thresholds[0]) passing.push(i);
+      passing = best(passing.map((i) => prob[i]), this.candidates).map((k) => passing[k]);
+      for (const i of passing) {
+        const y = Math.floor(i / ow), x = i % ow;
+        const cx = f32(x * 2), cy = f32(y * 2);  // P-Net's stride is 2
+        found.push([Math.floor(f32(f32(cx + 1) / s)), Math.floor(f32(f32(cy + 1) / s)),
+                    Math.floor(f32(f32(cx + 12) / s)), Math.floor(f32(f32(cy + 12) / s))]);
+        foundRegs.push([0, 1, 2, 3].map((c) => reg[c * plane + i]));
+        foundScores.push(prob[i]);
       }
       for (const k of nms(found, foundScores, 0.5)) {
         boxes.push(found[k]); regs.push(foundRegs[k]); scores.push(foundScores[k]);
       }
       scale *= this.factor;
     }
+    const top = best(scores, this.candidates);  // before this suppression too: its cost grows as its input squared
+    [boxes, regs, scores] = [boxes, regs, scores].map((list) => top.map((k) => list[k]));
     let keep = nms(boxes, scores, 0.7);
     boxes = keep.map((k) => refine(boxes[k], regs[k]));
     let points = [];

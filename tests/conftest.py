@@ -224,3 +224,15 @@ def assert_same(ours, theirs):
         assert max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in a["probabilities"]) <= TOLERANCE
         assert a["emotion"] == b["emotion"] or abs(max(a["probabilities"].values()) - sorted(
             a["probabilities"].values())[-2]) <= 2 * TOLERANCE  # a tie within the tolerance may break either way
+
+
+def crowd_photo():
+    """The README's portrait's face 80 times, 66x80 px, on a 960x720 grey picture: many faces, thousands of windows."""
+    from PIL import Image
+    face = Image.open(os.path.join(ROOT, "weights", "faces_example.jpg")).convert("RGB").crop((97, 46, 257, 240))
+    face = face.resize((66, 80), Image.BOX)
+    canvas = Image.new("RGB", (960, 720), (120, 120, 120))
+    for row in range(8):
+        for col in range(10):
+            canvas.paste(face, (14 + 94 * col, 5 + 89 * row))
+    return np.asarray(canvas)

@@ -1,6 +1,6 @@
 """The page's server under load, on loopback only, for a fixed time: many clients at once sending camera frames,
-photos, Grad-CAM requests, malformed requests (garbage, bad lengths, another site's Host or Origin) and stalled
-uploads. Prints how each kind was answered, the server's peak memory and threads, and whether any request was
+photos, Grad-CAM requests, a crowd (a 16-megapixel JPEG of 6,400 faces), malformed requests (garbage, bad lengths,
+another site's Host or Origin) and stalled uploads. Prints how each kind was answered, the server's peak memory and threads, and whether any request was
 dropped without an answer or printed a traceback (exit 1 if so).
 
     python tools/load_test.py --weights weights/resnet.pth --seconds 60 --clients 24
@@ -33,6 +33,21 @@ def picture(seed):
     return buffer.getvalue()
 
 
+def crowd():
+    """The README portrait's face 6,400 times (41x50 px each) on a 4000x4160 JPEG: MTCNN's worst case, bounded."""
+    from PIL import Image
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    face = Image.open(os.path.join(root, "weights", "faces_example.jpg")).convert("L").crop((97, 46, 257, 240))
+    face = face.resize((41, 50), Image.BOX)
+    canvas = Image.new("L", (80 * 50, 80 * 52), 120)
+    for row in range(80):
+        for col in range(80):
+            canvas.paste(face, (col * 50 + 4, row * 52 + 1))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def request(port, method, path, body=b"", headers=None, stall=False):
     """One request on its own connection; the status, or None when the connection closed with no answer."""
     host = f"127.0.0.1:{port}"
@@ -49,13 +64,16 @@ def request(port, method, path, body=b"", headers=None, stall=False):
 
 def client(port, deadline, pictures, tally, rng):
     kinds = {
-        "frame": lambda: request(port, "POST", f"/frame?session={rng.randrange(4)}", rng.choice(pictures)),
-        "photo": lambda: request(port, "POST", "/photo", rng.choice(pictures)),
-        "gradcam": lambda: request(port, "POST", "/gradcam?face=0", rng.choice(pictures)),
+        "crowd": lambda: request(port, "POST", "/photo", pictures[-1]),
+        "frame": lambda: request(port, "POST", f"/frame?session={rng.randrange(4)}", rng.choice(pictures[:-1])),
+        "photo": lambda: request(port, "POST", "/photo", rng.choice(pictures[:-1])),
+        "gradcam": lambda: request(port, "POST", "/gradcam?face=0", rng.choice(pictures[:-1])),
         "garbage": lambda: request(port, "POST", "/photo", os.urandom(2000)),
         "bad length": lambda: request(port, "POST", "/photo", b"", {"Content-Length": rng.choice(["-1", "abc"])}),
-        "other host": lambda: request(port, "POST", "/photo", rng.choice(pictures), {"Host": "evil.example"}),
-        "other origin": lambda: request(port, "POST", "/photo", rng.choice(pictures),
+        # refused before the body is read, and closed: a body of megabytes would still be on its way, and its
+        # sender would see the connection reset rather than the 403 (another site's page, not the user's)
+        "other host": lambda: request(port, "POST", "/photo", rng.choice(pictures[:-1]), {"Host": "evil.example"}),
+        "other origin": lambda: request(port, "POST", "/photo", rng.choice(pictures[:-1]),
                                         {"Origin": "http://evil.example"}),
         "stalled": lambda: request(port, "POST", "/photo", rng.choice(pictures), stall=True),
     }
@@ -82,7 +100,7 @@ def main(argv=None):
     server.handle_error = handle_error
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    pictures = [picture(k) for k in range(4)]
+    pictures = [picture(k) for k in range(4)] + [crowd()]  # the crowd last
     tally = collections.defaultdict(collections.Counter)
     tally["lock"] = threading.Lock()
     deadline = time.time() + args.seconds

@@ -35,6 +35,11 @@ def nms(boxes, scores, threshold, by_min=False):
     return np.array(keep, dtype=np.int64)
 
 
+def best(scores, n):
+    """Indices of the n highest scores (all of them where there are fewer), in their own order: the work bound."""
+    return np.sort(np.argsort(-scores, kind="stable")[:n])
+
+
 def refine(boxes, reg, square=True):
     """The networks' box corrections (fractions of the side) applied; for the next network's square input, each
     box made a square around its centre."""
@@ -61,12 +66,13 @@ def cut(image, boxes, size):
 class MTCNN:
     """grey uint8 [H, W] -> (boxes int [K, 4] as (x, y, w, h), eyes float [K, 2, 2]: each face's left and right
     eye (x, y)), left to right. `sessions`: onnxruntime sessions of P-Net, R-Net and O-Net; `settings`: the
-    bundle's "finder" (min_size, thresholds, factor)."""
+    bundle's "finder" (min_size, thresholds, factor, candidates: the most windows a pyramid level passes on and the
+    later stages take, best first)."""
 
     def __init__(self, sessions, settings):
         self.pnet, self.rnet, self.onet = sessions
         self.min_size, self.thresholds = settings["min_size"], settings["thresholds"]
-        self.factor = settings["factor"]
+        self.factor, self.candidates = settings["factor"], settings["candidates"]
 
     def __call__(self, grey):
         image = (grey.astype(np.float32) - np.float32(127.5)) / np.float32(128)  # the networks' input scaling
@@ -77,6 +83,8 @@ class MTCNN:
             small = area_resize(image, int(h * scale + 1), int(w * scale + 1))
             reg, prob = self.pnet.run(None, {"image": np.repeat(small[None, None], 3, axis=1)})[:2]
             ys, xs = np.nonzero(prob[0] >= self.thresholds[0])
+            top = best(prob[0, ys, xs], self.candidates)
+            ys, xs = ys[top], xs[top]
             if len(ys):
                 corner = np.stack([xs, ys], 1).astype(np.float32) * np.float32(2)  # P-Net's stride is 2
                 b = np.floor(np.concatenate([(corner + np.float32(1)) / np.float32(scale),
@@ -88,6 +96,8 @@ class MTCNN:
         if not boxes:
             return self.result(np.zeros((0, 4), np.float32), np.zeros((0, 10), np.float32))
         boxes, scores = np.concatenate(boxes), np.concatenate(scores)
+        top = best(scores, self.candidates)  # before this suppression too: its cost grows as its input squared
+        boxes, scores = boxes[top], scores[top]
         keep = nms(boxes[:, :4], scores, 0.7)
         boxes = refine(boxes[keep, :4], boxes[keep, 4:])
         points = np.zeros((0, 10), np.float32)

@@ -160,6 +160,7 @@ def test_evaluate_images_gives_every_face_its_box_and_top_three(tmp_path, monkey
     code, out, err = run_main("app/photos.py", "--weights", resnet_file, "--images", tmp_path / "two.jpg",
                               tmp_path / "crop.png", "--out", tmp_path / "marked", "--json", tmp_path / "f.json")
     assert code == 0, err
+    assert out.count("faces found by StandIn") == 1  # which finder ran, said once
     assert "two.jpg: 2 faces" in out and "face 2 at x=170 y=20 w=144 h=144: " in out
     assert "crop.png (classified whole: a face crop already): " in out
     found = json.loads((tmp_path / "f.json").read_text())["images"]
@@ -341,6 +342,25 @@ def test_mtcnn_finds_34_of_40_fer2013_faces_in_scenes_with_at_most_2_false(fer20
     found, false, _, _ = measure_faces.count(mtcnn.MTCNNDetector(min_size=faces.MIN_SIZE),
                                              measure_faces.scenes_with_faces(rng, images, 20))
     assert found >= 34 and false <= 2, (found, false)  # measured: 37 found, 2 false
+
+
+@pytest.mark.skipif(mtcnn.weights_folder() is None, reason="MTCNN's weights (facenet-pytorch) are not installed")
+def test_mtcnns_work_per_picture_is_bounded():
+    """However many windows pass P-Net, each pyramid level passes on at most `candidates` and R-Net and O-Net take
+    at most that many, best first: a picture of thousands of small faces or of clutter costs bounded time and
+    memory (docs/errors.md)."""
+    from conftest import crowd_photo
+    grey = faces.as_grey(crowd_photo())
+    taken = {}
+    for bound in (30, 10 ** 9):
+        detector = mtcnn.MTCNNDetector(candidates=bound)
+        batches = taken.setdefault(bound, [])
+        for net in detector.nets[1:]:
+            net.register_forward_hook(lambda module, args, out, batches=batches: batches.append(len(args[0])))
+        boxes = detector(grey)
+    assert max(taken[30]) <= 30 and max(taken[10 ** 9]) > 30  # the bound holds, and here it binds
+    assert len(boxes) >= 60  # unbounded, most of the 80 faces are found
+    assert mtcnn.CANDIDATES == 2000
 
 
 def test_the_readmes_python_call_runs_from_another_folder(tmp_path, monkeypatch, face):

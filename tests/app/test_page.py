@@ -1,6 +1,6 @@
 """page/, the static page: the bundle's face finder and classifier run in the browser tab (onnxruntime-web), served
-by any static file server. In headless Chromium: a photo's faces and PublicTest faces get the PyTorch path's answers
-(boxes equal, probabilities within 1e-5), a dropped photo and the fake camera are answered on the page, and off a
+by any static file server. In headless Chromium: a photo's faces, a crowd's under the work bound, and PublicTest faces
+get the PyTorch path's answers (boxes equal, probabilities within 1e-5), a dropped photo and the fake camera are answered on the page, and off a
 secure context the camera message says why. Skips where Chromium, playwright or the page's npm packages are not
 installed (`npm ci --prefix page`)."""
 import base64
@@ -12,7 +12,7 @@ import shutil
 import threading
 
 from PIL import Image
-from conftest import ROOT, TOLERANCE, assert_same, group_photo
+from conftest import ROOT, TOLERANCE, assert_same, crowd_photo, group_photo
 import numpy as np
 import pytest
 import torch
@@ -85,21 +85,26 @@ ANSWER = """async (png) => {
 }"""
 
 
-def test_a_photo_and_publictest_faces_get_the_pytorch_paths_answers(site, pytorch, tmp_path, fer2013):
+def test_photos_and_publictest_faces_get_the_pytorch_paths_answers(site, pytorch, tmp_path, fer2013):
     from playwright.sync_api import sync_playwright
     nets, detector = pytorch
-    photo = group_photo()
+    photo, crowd = group_photo(), crowd_photo()
     Image.fromarray(photo).save(tmp_path / "group.png")
+    Image.fromarray(crowd).save(tmp_path / "crowd.png")
     crops = fer2013["val"][0][:256]
     with sync_playwright() as p:
         browser, tab, errors = open_page(p, site)
         got = tab.evaluate(ANSWER, base64.b64encode((tmp_path / "group.png").read_bytes()).decode())
+        assert tab.evaluate("FER.recognizer.finder.candidates") == mtcnn.CANDIDATES
+        tab.evaluate("FER.recognizer.finder.candidates = 30")  # the work bound, where it binds: the same 30 kept
+        bounded = tab.evaluate(ANSWER, base64.b64encode((tmp_path / "crowd.png").read_bytes()).decode())
         probs = tab.evaluate("async (faces) => FER.recognizer.classify(faces.map((f) => Uint8Array.from(f)))",
                              crops.reshape(len(crops), -1).tolist())
         browser.close()
     assert errors == []
     assert len(got) == 3 and got[2]["crop"]["angle"] != 0
     assert_same(got, faces.emotions(photo, nets, detector=detector))
+    assert_same(bounded, faces.emotions(crowd, nets, detector=mtcnn.MTCNNDetector(candidates=30)))
     assert np.abs(np.array(probs) - model.predict_proba(nets, crops, "cpu").numpy()).max() <= TOLERANCE
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from PIL import Image
-from conftest import ROOT, TOLERANCE, assert_same, group_photo, needs_opencv, run_script
+from conftest import ROOT, TOLERANCE, assert_same, crowd_photo, group_photo, needs_opencv, run_script
 import numpy as np
 import pytest
 import synthetic_faces
@@ -37,6 +37,18 @@ def test_a_photo_with_several_faces_gets_the_pytorch_paths_answers(both):
     theirs = faces.emotions(photo, nets, detector=detector)
     assert len(theirs) == 3 and theirs[2]["crop"]["angle"] != 0  # the turned face is levelled on both paths
     assert_same(runtime.emotions(photo), theirs)
+
+
+def test_a_crowd_gets_the_same_answers_with_the_work_bounded_alike(both):
+    """Eighty faces: bounded to 30 windows a stage, both paths keep the same 30; unbounded, the same faces too."""
+    runtime, nets, _ = both
+    crowd = crowd_photo()
+    for bound in (30, mtcnn.CANDIDATES):
+        runtime.finder.candidates = bound
+        ours = runtime.emotions(crowd)
+        assert_same(ours, faces.emotions(crowd, nets, detector=mtcnn.MTCNNDetector(candidates=bound)))
+    runtime.finder.candidates = runtime.bundle["finder"]["candidates"]
+    assert runtime.finder.candidates == mtcnn.CANDIDATES and len(ours) >= 60
 
 
 def test_fer2013_faces_in_scenes_get_the_same_boxes_and_answers(both, fer2013):

@@ -283,6 +283,41 @@ def test_the_page_shows_the_camera_faces_and_a_photos_as_camera_py_reads_them(se
     print(f"screenshots: {shots}")
 
 
+@needs_browser
+def test_a_slow_photos_answer_never_replaces_a_newer_photos(server, tmp_path):
+    """The first photo's answer is held 3 s on its way; the second is dropped meanwhile and answered at once: the
+    page shows the second, and the late first answer is not drawn over it."""
+    import asyncio
+
+    from playwright.async_api import async_playwright
+    url, _, face, _ = server
+    for name in ("first.png", "second.png"):
+        Image.fromarray(scene(face)).save(tmp_path / name)
+
+    async def run():
+        async with async_playwright() as p:
+            b = await p.chromium.launch(executable_path=chromium(), headless=True, args=["--no-sandbox"])
+            page, held = await b.new_page(), []
+
+            async def hold_the_first(route):
+                if not held:
+                    held.append(route)
+                    await asyncio.sleep(3)
+                await route.continue_()
+
+            await page.route("**/photo", hold_the_first)
+            await page.goto(url)
+            await page.set_input_files("#file", str(tmp_path / "first.png"))
+            await asyncio.sleep(0.5)
+            await page.set_input_files("#file", str(tmp_path / "second.png"))
+            await asyncio.sleep(6)
+            note = await page.inner_text("#photo-note")
+            await b.close()
+            return note
+
+    assert asyncio.run(run()).startswith("second.png: ")
+
+
 # ------------------------------------------------------------------------------------------------------------
 # A local server: no other page can drive it, no request can exhaust it
 
