@@ -41,7 +41,8 @@ WORKERS = 2  # requests answered at once; more wait up to BUSY_WAIT, then get 50
 BUSY_WAIT = 5.0  # seconds
 SESSIONS = 16  # cameras followed at once (a tracker each); the oldest is forgotten
 MAX_CONNECTIONS = 32  # connections held at once; one more is answered 503 and closed
-REQUEST_TIMEOUT = 20.0  # seconds a connection may stall mid-request before it is closed
+MAX_SCANS = 100  # a progressive JPEG has about 10 (libjpeg-turbo's djpeg offers such a limit, -maxscans)
+REQUEST_TIMEOUT = 20.0  # seconds a whole request (its line, headers and body) may take to arrive
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -165,6 +166,9 @@ def decode(body):
         if im.width * im.height > MAX_PIXELS:
             raise Refused(413, f"the picture is {im.width}x{im.height}; at most {MAX_PIXELS // 10 ** 6} "
                                f"megapixels")
+        scans = body.count(b"\xff\xda") if im.format == "JPEG" else 0  # start-of-scan markers: never inside data
+        if scans > MAX_SCANS:  # each scan is decoded over the whole picture: thousands would take minutes
+            raise Refused(413, f"the JPEG has {scans} scans; at most {MAX_SCANS}")
         return readers.grey_of(ImageOps.exif_transpose(im))
     except Refused:
         raise
@@ -174,10 +178,33 @@ def decode(body):
         raise Refused(400, "not a picture (a JPEG, PNG, GIF, BMP, TIFF or WebP file)") from None
 
 
+class Deadline(socket.SocketIO):
+    """A connection's reads with one deadline for each whole request, not only a limit on each read: a client that
+    trickles a byte every few seconds cannot hold a thread past it."""
+    deadline = float("inf")
+
+    def readinto(self, b):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive whole within its time limit")
+        self._sock.settimeout(left)
+        return super().readinto(b)
+
+
 def make_handler(emotions):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = REQUEST_TIMEOUT  # a stalled request holds its thread this long at most
+
+        def setup(self):
+            super().setup()
+            self.rfile.close()  # the socket's own reader, replaced by one that keeps the request's deadline
+            self.reads = Deadline(self.connection, "rb")
+            self.rfile = io.BufferedReader(self.reads)
+
+        def handle_one_request(self):
+            self.reads.deadline = time.monotonic() + REQUEST_TIMEOUT
+            super().handle_one_request()
 
         def do_GET(self):
             try:

@@ -1,7 +1,8 @@
 """The page's server under load, on loopback only, for a fixed time: many clients at once sending camera frames,
 photos, Grad-CAM requests, a crowd (a 16-megapixel JPEG of 6,400 faces), malformed requests (garbage, bad lengths,
-another site's Host or Origin) and stalled uploads. Prints how each kind was answered, the server's peak memory and threads, and whether any request was
-dropped without an answer or printed a traceback (exit 1 if so).
+another site's Host or Origin), stalled uploads and uploads trickled a byte a second. Prints how each kind was
+answered, the server's peak memory and threads, and whether any request was dropped without an answer or printed a
+traceback (exit 1 if so).
 
     python tools/load_test.py --weights weights/resnet.pth --seconds 60 --clients 24
 """
@@ -48,14 +49,18 @@ def crowd():
     return buffer.getvalue()
 
 
-def request(port, method, path, body=b"", headers=None, stall=False):
-    """One request on its own connection; the status, or None when the connection closed with no answer."""
+def request(port, method, path, body=b"", headers=None, stall=False, trickle=False):
+    """One request on its own connection; the status, or None when the connection closed with no answer. stall:
+    the body stops after 10 bytes; trickle: the request goes a byte a second."""
     host = f"127.0.0.1:{port}"
     head = {"Host": host, "Content-Length": str(len(body)), "Connection": "close", **(headers or {})}
     raw = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items() if v is not None)
     with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
         try:
-            s.sendall(raw.encode() + b"\r\n" + (body[:10] if stall else body))
+            whole = raw.encode() + b"\r\n" + (body[:10] if stall else body)
+            for byte in (whole if trickle else [whole]):
+                s.sendall(bytes([byte]) if trickle else byte)
+                time.sleep(1.0 if trickle else 0)
             answer = s.recv(64)
         except OSError:
             return None
@@ -76,6 +81,7 @@ def client(port, deadline, pictures, tally, rng):
         "other origin": lambda: request(port, "POST", "/photo", rng.choice(pictures[:-1]),
                                         {"Origin": "http://evil.example"}),
         "stalled": lambda: request(port, "POST", "/photo", rng.choice(pictures), stall=True),
+        "trickled": lambda: request(port, "POST", "/photo", rng.choice(pictures), trickle=True),
     }
     while time.time() < deadline:
         kind = rng.choice(list(kinds))
@@ -121,8 +127,8 @@ def main(argv=None):
     for kind, counts in tally.items():
         if kind == "lock":
             continue
-        # a stalled upload is closed by the server after its time limit, unanswered: that is its answer
-        dropped += 0 if kind == "stalled" else counts[None]
+        # a stalled or trickled upload is closed by the server at its deadline, unanswered: that is its answer
+        dropped += 0 if kind in ("stalled", "trickled") else counts[None]
         shown = ", ".join(f"{status or 'closed'}: {n}" for status, n in sorted(counts.items(), key=str))
         print(f"  {kind:>12}: {sum(counts.values())} requests ({shown})")
     print(f"peak: {peak_mb:.0f} MB resident, {peak_threads} server threads; dropped without an answer: {dropped}; "

@@ -470,6 +470,47 @@ def test_a_stalled_request_holds_its_thread_only_until_the_time_limit(tmp_path, 
         s.server_close()
 
 
+def test_a_request_trickled_a_byte_at_a_time_is_closed_at_its_deadline(tmp_path, monkeypatch, capfd):
+    """The limit is on the whole request, not on each read: one header byte every 0.3 s (each read well inside the
+    1 s limit) is cut off after about 1 s, without a traceback."""
+    import socket
+    import time
+    monkeypatch.setattr(serve, "REQUEST_TIMEOUT", 1.0)
+    monkeypatch.setattr(faces, "best_detector", Finder)
+    weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
+    s = serve.make_server([tmp_path / "m.pth"], port=0)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        port = s.server_address[1]
+        request = f"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: {'a' * 40}\r\n".encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+            t0 = time.monotonic()
+            try:
+                for byte in request:
+                    c.sendall(bytes([byte]))
+                    time.sleep(0.3)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            closed = time.monotonic() - t0
+        assert closed < 6, closed  # 60 bytes at 0.3 s would take 18 s
+    finally:
+        s.shutdown()
+        s.server_close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(server):
+    """A progressive JPEG's last scan repeated 2,000 times: each would be decoded over the whole picture."""
+    url, _, face, _ = server
+    buffer = io.BytesIO()
+    Image.fromarray(scene(face)).save(buffer, "JPEG", progressive=True)
+    jpeg = buffer.getvalue()
+    scan = jpeg[jpeg.rindex(b"\xff\xda"):-2]
+    assert post(url + "/photo", jpeg)[0] == 200  # about ten scans: answered
+    status, _, body = post(url + "/photo", jpeg[:-2] + scan * 2000 + b"\xff\xd9")
+    assert status == 413 and f"at most {serve.MAX_SCANS}" in json.loads(body)["error"]
+
+
 def test_host_flags_that_cannot_work_name_the_host(tmp_path):
     weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
     one_line(run_main("app/serve.py", "--weights", tmp_path / "m.pth", "--host", ""), 2, "--host ''")
