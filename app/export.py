@@ -155,14 +155,14 @@ def write_bundle(nets, paths, folder):
     return module
 
 
-def per_face_ms(run, faces, repeats=3):
-    """The best of `repeats` times to classify the faces one at a time, in ms per face."""
+def per_face_ms(run, crops, repeats=3):
+    """The best of `repeats` times to classify the crops one at a time, in ms per face."""
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        for face in faces:
+        for face in crops:
             run(face[None])
-        best = min(best, (time.perf_counter() - t0) / len(faces))
+        best = min(best, (time.perf_counter() - t0) / len(crops))
     return 1000 * best
 
 
@@ -217,9 +217,9 @@ def main(argv=None):
     if args.data:  # read before anything is written
         splits = data.load(args.data, whole=True)
         split, images, labels = data.choose_split(splits, None, args.data)
-        faces = f"faces of {splits.title(split)}"
+        described = f"faces of {splits.title(split)}"
     else:
-        images, faces = torch.randint(0, 256, (512, data.SIZE, data.SIZE), dtype=torch.uint8), "random faces"
+        images, described = torch.randint(0, 256, (512, data.SIZE, data.SIZE), dtype=torch.uint8), "random faces"
         labels = None
     if bundle:
         module = write_bundle(nets, args.weights, args.out)
@@ -232,12 +232,12 @@ def main(argv=None):
         print(f"wrote {args.out} ({os.path.getsize(args.out) / 2 ** 20:.1f} MB): {len(nets)} network(s), input "
               f"{INPUT} [N, 1, 48, 48] pixels 0-255, output {OUTPUT} [N, 7] ({', '.join(data.CLASSES)})")
     m = check(module, classifier, images, labels)
-    print(f"onnxruntime vs PyTorch on {m['faces']} {faces}: largest probability "
+    print(f"onnxruntime vs PyTorch on {m['faces']} {described}: largest probability "
           f"difference {m['max_abs_diff']:.1e}, same class for {100 * m['same_class']:.1f}%; one face at a "
           f"time: {m['onnxruntime_ms_per_face']:.2f} ms (onnxruntime) vs {m['pytorch_ms_per_face']:.2f} ms "
           f"(PyTorch, fp32)")
     if m["accuracy"] is not None:
-        print(f"the file's accuracy on the {len(images):,} {faces}: {100 * m['accuracy']:.2f}%")
+        print(f"the file's accuracy on the {len(images):,} {described}: {100 * m['accuracy']:.2f}%")
 
 
 if __name__ == "__main__":

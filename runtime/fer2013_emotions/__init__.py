@@ -47,8 +47,15 @@ class Recognizer:
             raise PictureError(f"{bundle}: a bundle of another format or class order than this runtime reads")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # onnxruntime's notes on the graph are not the app's business
-        sessions = [onnxruntime.InferenceSession(os.path.join(bundle, f), options, providers=["CPUExecutionProvider"])
-                    for f in files]
+        sessions = []
+        for f in files:
+            try:
+                sessions.append(onnxruntime.InferenceSession(os.path.join(bundle, f), options,
+                                                             providers=["CPUExecutionProvider"]))
+            except Exception as e:  # noqa: BLE001 (onnxruntime's several kinds for a missing or damaged file)
+                first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+                raise PictureError(f"{os.path.join(bundle, f)}: not an ONNX file onnxruntime can load ({first})") \
+                    from None
         self.classifier, self.finder = sessions[0], MTCNN(sessions[1:], self.bundle["finder"])
         self.crop = self.bundle["crop"]
 

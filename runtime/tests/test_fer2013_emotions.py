@@ -92,6 +92,18 @@ def test_the_command_prints_photos_py_json_and_goes_on_past_an_unreadable_file(g
     assert r.returncode == 1 and "not a bundle" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_damaged_bundle_and_a_bad_flag_are_one_line(group, tmp_path):
+    import shutil
+    shutil.copytree(fe.BUNDLE, tmp_path / "bundle")
+    (tmp_path / "bundle" / "classifier.onnx").write_bytes(b"not a network")
+    with pytest.raises(fe.PictureError, match="classifier.onnx: not an ONNX file onnxruntime can load"):
+        fe.Recognizer(str(tmp_path / "bundle"))
+    r = run(group, "--bundle", tmp_path / "bundle")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "classifier.onnx" in r.stderr, r.stderr
+    r = run(group, "--every", "0")
+    assert r.returncode == 2 and "--every must be >= 1" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_folder_means_its_pictures(group):
     r = run(group.parent)
     assert r.returncode == 0, r.stderr

@@ -144,3 +144,6 @@ def test_a_bundle_without_mtcnns_weights_says_what_to_install(tmp_path, nets, mo
     one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "bundle"), 1, "facenet-pytorch")
     assert not (tmp_path / "bundle").exists()
     one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "x.pt"), 2, "or a folder for the bundle")
+    (tmp_path / "notes").write_text("mine")  # a file without an extension is not a bundle folder to write into
+    one_line(run_here(export, "--weights", nets[0], "--out", tmp_path / "notes"), 2, "or a folder for the bundle")
+    assert (tmp_path / "notes").read_text() == "mine"
