@@ -97,6 +97,11 @@ def camera_py(weights, picture, folder, seconds):
     return line
 
 
+def report(name, fps, median, p90, found, finder):
+    print(f"{name}: {fps:.1f} frames/s with {found} face(s) found, {median:.0f} ms from grabbing a frame to its box "
+          f"drawn (90% within {p90:.0f} ms){finder}")
+
+
 class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -121,21 +126,17 @@ def main(argv=None):
     picture = scene(args.data)
     with tempfile.TemporaryDirectory() as folder:
         y4m(os.path.join(folder, "camera.y4m"), picture)
-        fps, median, p90, found, _ = page(f"http://127.0.0.1:{server.server_address[1]}",
-                                          os.path.join(folder, "camera.y4m"), args.seconds)
+        camera = os.path.join(folder, "camera.y4m")
+        report("the server's page", *page(f"http://127.0.0.1:{server.server_address[1]}", camera, args.seconds))
         server.shutdown()
         server.server_close()
-        print(f"the server's page: {fps:.1f} frames/s with {found} face(s) found, {median:.0f} ms from grabbing a "
-              f"frame to its box drawn (90% within {p90:.0f} ms)")
         if os.path.isdir(os.path.join(ROOT, "page", "node_modules")):
             files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=ROOT))
             threading.Thread(target=files.serve_forever, daemon=True).start()
-            fps, median, p90, found, finder = page(f"http://127.0.0.1:{files.server_address[1]}/page/",
-                                                   os.path.join(folder, "camera.y4m"), args.seconds)
+            report("the static page (the bundle in the tab)",
+                   *page(f"http://127.0.0.1:{files.server_address[1]}/page/", camera, args.seconds))
             files.shutdown()
             files.server_close()
-            print(f"the static page (the bundle in the tab): {fps:.1f} frames/s with {found} face(s) found, "
-                  f"{median:.0f} ms from grabbing a frame to its box drawn (90% within {p90:.0f} ms){finder}")
         else:
             print("the static page: not measured, its packages are not installed (npm ci --prefix page)")
         print(f"camera.py on the same face: {camera_py(args.weights, picture, folder, args.seconds)}")

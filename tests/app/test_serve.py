@@ -453,49 +453,44 @@ def test_a_stalled_upload_is_closed_and_too_many_connections_are_turned_away(ser
     assert post(url + "/photo", png(scene(face)))[0] == 200
 
 
-def test_a_stalled_request_holds_its_thread_only_until_the_time_limit(tmp_path, monkeypatch):
-    import socket
+@pytest.fixture
+def one_second_server(tmp_path, monkeypatch):
+    """A server whose requests must arrive whole within 1 s: its port."""
     monkeypatch.setattr(serve, "REQUEST_TIMEOUT", 1.0)
     monkeypatch.setattr(faces, "best_detector", Finder)
     weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
     s = serve.make_server([tmp_path / "m.pth"], port=0)
     threading.Thread(target=s.serve_forever, daemon=True).start()
-    try:
-        port = s.server_address[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
-            c.sendall(f"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100\r\n\r\nx".encode())
-            assert c.recv(65536) == b""  # closed by the server after its time limit, not held forever
-    finally:
-        s.shutdown()
-        s.server_close()
+    yield s.server_address[1]
+    s.shutdown()
+    s.server_close()
 
 
-def test_a_request_trickled_a_byte_at_a_time_is_closed_at_its_deadline(tmp_path, monkeypatch, capfd):
+def test_a_stalled_request_holds_its_thread_only_until_the_time_limit(one_second_server):
+    import socket
+    port = one_second_server
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+        c.sendall(f"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100\r\n\r\nx".encode())
+        assert c.recv(65536) == b""  # closed by the server after its time limit, not held forever
+
+
+def test_a_request_trickled_a_byte_at_a_time_is_closed_at_its_deadline(one_second_server, capfd):
     """The limit is on the whole request, not on each read: one header byte every 0.3 s (each read well inside the
     1 s limit) is cut off after about 1 s, without a traceback."""
     import socket
     import time
-    monkeypatch.setattr(serve, "REQUEST_TIMEOUT", 1.0)
-    monkeypatch.setattr(faces, "best_detector", Finder)
-    weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
-    s = serve.make_server([tmp_path / "m.pth"], port=0)
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-    try:
-        port = s.server_address[1]
-        request = f"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: {'a' * 40}\r\n".encode()
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
-            t0 = time.monotonic()
-            try:
-                for byte in request:
-                    c.sendall(bytes([byte]))
-                    time.sleep(0.3)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            closed = time.monotonic() - t0
-        assert closed < 6, closed  # 60 bytes at 0.3 s would take 18 s
-    finally:
-        s.shutdown()
-        s.server_close()
+    port = one_second_server
+    request = f"POST /photo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: {'a' * 40}\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+        t0 = time.monotonic()
+        try:
+            for byte in request:
+                c.sendall(bytes([byte]))
+                time.sleep(0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        closed = time.monotonic() - t0
+    assert closed < 6, closed  # 60 bytes at 0.3 s would take 18 s
     assert "Traceback" not in capfd.readouterr().err
 
 
