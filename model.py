@@ -134,13 +134,30 @@ def tta_views(x, interpolation="bilinear"):
                                 align_corners=False) + black
 
 
+class Ensemble(nn.ModuleList):
+    """Networks answering together (one or several; weights.load_nets makes it). Each network's logits are divided
+    by its own temperature; the average over networks and TTA views then gets one of its own (plain or with TTA,
+    fitted by tools/calibrate.py): an average is less sure than it is right, and a T below 1 sharpens it back."""
+
+    def __init__(self, nets, temperature=1.0, tta_temperature=1.0):
+        super().__init__(nets)
+        self.temperature, self.tta_temperature = temperature, tta_temperature
+
+
+def sharpen(probs, temperature):
+    """softmax(log p / T) of averaged probabilities [N, 7]; T = 1 leaves them as they are."""
+    return probs if temperature == 1 else F.softmax(probs.clamp_min(1e-30).log() / temperature, 1)
+
+
 def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=False, progress=False):
     """Class probabilities [N, 7] in data.CLASSES order for uint8 faces [N, 48, 48], averaged over `nets` and,
-    with tta, over each network's ten views (resampled as its weights file says it trained), each calibrated. `autocast`: bf16,
-    about twice as fast, for live video. `progress`: a bar (TTA over a data set takes minutes on a CPU)."""
+    with tta, over each network's ten views (resampled as its weights file says it trained), each calibrated, then
+    the average's temperature where `nets` is an Ensemble. `autocast`: bf16, about twice as fast, for live video.
+    `progress`: a bar (TTA over a data set takes minutes on a CPU)."""
     from tqdm import tqdm
     device = torch.device(device)
     interpolations = [net.trained["interpolation"] for net in nets]
+    temperature = getattr(nets, "tta_temperature" if tta else "temperature", 1.0)
     out = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         for x in tqdm(data.batches(images, batch_size, device), total=-(-len(images) // batch_size),
@@ -148,5 +165,5 @@ def predict_proba(nets, images, device, tta=False, batch_size=512, autocast=Fals
             views = {i: list(tta_views(x, i)) if tta else [x] for i in set(interpolations)}
             probs = [F.softmax(net(v).float() / getattr(net, "temperature", 1.0), 1)  # calibrated (weights.py)
                      for net, i in zip(nets, interpolations) for v in views[i]]
-            out.append((sum(probs) / len(probs)).cpu())
+            out.append(sharpen(sum(probs) / len(probs), temperature).cpu())
     return torch.cat(out) if out else torch.zeros(0, len(data.CLASSES))

@@ -7,7 +7,7 @@ tensors and plain types, so torch.load(weights_only=True) reads it and no code i
 
 `trained`: the recipe that made it, how its training resampled warped faces (TTA resamples its views so), whether
 it trained on the validation faces, and which faces (a fingerprint). The shipped files are format 1, whose "meta"
-held the same facts: `trained_of` reads them. NAME_calibration.json beside NAME.pth holds its temperature
+held the same facts: `trained_of` reads them. NAME_calibration.json beside NAME.pth holds its temperatures
 (tools/calibrate.py). Someone else's file: tools/adopt_weights.py converts it once.
 """
 import json
@@ -110,10 +110,8 @@ def load(path, device="cpu", expect=None):
     net = NETWORKS[name]()
     load_state(net, blob["state_dict"], path)
     net.trained, beside = trained_of(blob), os.path.splitext(locate(path))[0] + "_calibration.json"
-    try:  # the temperature tools/calibrate.py fitted: every answer divides the logits by it
-        net.temperature = float(json.load(open(beside))["temperature"]) if os.path.isfile(beside) else 1.0
-    except (ValueError, KeyError, TypeError):
-        raise WeightsError(f"{beside}: not a calibration file of tools/calibrate.py") from None
+    net.calibration = read_calibration(beside)
+    net.temperature = net.calibration["temperature"]  # every answer divides the logits by it
     if net.trained["interpolation"] not in ("bilinear", "nearest"):  # someone else's word: read as unknown
         net.trained["interpolation"] = TRAINED["interpolation"]
     return net.to(device).eval(), name
@@ -141,5 +139,29 @@ def load_state(net, state, path):
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
-def load_nets(paths, device):  # in eval mode, channels_last: the fast layout for these convolutions
-    return [load(p, device)[0].to(memory_format=torch.channels_last) for p in paths]
+def read_calibration(path):
+    """NAME_calibration.json (tools/calibrate.py): the logits' temperature, the TTA answer's and those of the
+    ensembles NAME.pth was fitted in (by their files' names); no file: all 1."""
+    if not os.path.isfile(path):
+        return {"temperature": 1.0, "tta_temperature": 1.0, "ensembles": {}}
+    try:
+        record = json.load(open(path))
+        return {"temperature": float(record["temperature"]), "tta_temperature": float(record.get("tta_temperature", 1)),
+                "ensembles": {key: (float(e["temperature"]), float(e["tta_temperature"]))
+                              for key, e in record.get("ensembles", {}).items()}}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise WeightsError(f"{path}: not a calibration file of tools/calibrate.py") from None
+
+
+def ensemble_name(paths):
+    """How a calibration file names an ensemble: its files' names, sorted (any folder, any order)."""
+    return " + ".join(sorted(os.path.basename(str(p)) for p in paths))
+
+
+def load_nets(paths, device):
+    """The files as one model.Ensemble in eval mode, channels_last (the fast layout for these convolutions), with
+    the temperature of its average: one file's TTA answer's, or the one fitted for exactly these files (none: 1)."""
+    nets = [load(p, device)[0].to(memory_format=torch.channels_last) for p in paths]
+    if len(nets) == 1:
+        return model.Ensemble(nets, 1.0, nets[0].calibration["tta_temperature"])
+    return model.Ensemble(nets, *nets[0].calibration["ensembles"].get(ensemble_name(paths), (1.0, 1.0)))

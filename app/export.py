@@ -12,7 +12,7 @@ folder with one is complete.
 
 The graph takes what an app has at hand: grey 48x48 faces as float32 pixel values 0-255, shape [N, 1, 48, 48]
 (input "pixels"), and returns the seven class probabilities [N, 7] (output "probabilities", averaged over the
-networks of an ensemble). The report's normalisation and the softmax are inside the graph; the class names, the
+networks of an ensemble, each calibrated, and the average too). The report's normalisation and the softmax are inside the graph; the class names, the
 input and the weights it came from are in the file's metadata. After writing it, the file is run in
 onnxruntime on faces (the --data split's, synthetic ones without data) and compared with PyTorch, and both
 are timed per face.
@@ -37,6 +37,7 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the clone's root
 import cli  # noqa: E402
 import data  # noqa: E402
+import model  # noqa: E402
 import weights  # noqa: E402
 from app import faces, mtcnn  # noqa: E402
 
@@ -46,16 +47,18 @@ FINDER = ("pnet", "rnet", "onet")
 
 
 class Probabilities(nn.Module):
-    """Pixels 0-255 -> class probabilities, averaged over the networks: the whole path from a face to an
-    answer, so an app needs no preprocessing of its own beyond cutting and resizing the face."""
+    """Pixels 0-255 -> class probabilities, averaged over the networks and calibrated as model.predict_proba
+    does: the whole path from a face to an answer, so an app needs no preprocessing of its own beyond cutting
+    and resizing the face."""
 
     def __init__(self, nets):
         super().__init__()
-        self.nets = nn.ModuleList(nets)
+        self.nets = nets  # a model.Ensemble: its temperature is the average's
 
     def forward(self, pixels):
         x = data.normalize(pixels / 255)
-        return torch.stack([(net(x) / getattr(net, "temperature", 1.0)).softmax(1) for net in self.nets]).mean(0)
+        probs = torch.stack([(net(x) / net.temperature).softmax(1) for net in self.nets]).mean(0)
+        return model.sharpen(probs, self.nets.temperature)
 
 
 def metadata(paths):
@@ -146,7 +149,7 @@ def write_bundle(nets, paths, folder):
     cli.write_json(os.path.join(folder, BUNDLE), {
         "format": 1, "classes": list(data.CLASSES), "weights": [os.path.basename(str(p)) for p in paths],
         "classifier": {"file": "classifier.onnx", **metadata(paths),
-                       "temperatures": [getattr(n, "temperature", 1.0) for n in nets]},
+                       "temperatures": [n.temperature for n in nets], "average_temperature": nets.temperature},
         "finder": finder,
         "crop": {"size": data.SIZE, "margin": faces.MARGIN, "level_past_degrees": faces.LEVEL_PAST,
                  "whole_up_to": faces.SMALL,
@@ -213,7 +216,7 @@ def main(argv=None):
     if bundle and mtcnn.weights_folder() is None:
         raise cli.UserError(f"the bundle's face finder is MTCNN, and its weights are not installed: {mtcnn.INSTALL}")
     cli.check_writable(args.out, folder=bundle, inputs=[*args.weights, *[args.data] * bool(args.data)])
-    nets = [weights.load(w)[0] for w in args.weights]  # fp32 on the CPU: the file runs anywhere
+    nets = weights.load_nets(args.weights, "cpu").to(memory_format=torch.contiguous_format)  # fp32: runs anywhere
     if args.data:  # read before anything is written
         splits = data.load(args.data, whole=True)
         split, images, labels = data.choose_split(splits, None, args.data)

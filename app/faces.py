@@ -257,9 +257,10 @@ def emotions(image, nets, device="cpu", tta=False, detector=None):
     class) and "probabilities" (class -> probability, the seven summing to 1). A picture of 96 px or less is taken
     as one face crop; a picture with no face found gives []; a larger picture with no face finder installed is a
     DataError saying how to install one (app/photos.py classifies it whole and says so). `detector`: a face finder to use (default: the best installed)."""
-    if isinstance(nets, torch.nn.Module):
+    if isinstance(nets, torch.nn.Module) and not isinstance(nets, torch.nn.ModuleList):
         nets = [nets]
-    if not isinstance(nets, (list, tuple)) or not nets or not all(isinstance(n, torch.nn.Module) for n in nets):
+    if not isinstance(nets, (list, tuple, torch.nn.ModuleList)) or not nets or \
+            not all(isinstance(n, torch.nn.Module) for n in nets):
         raise TypeError(f"nets: a list of networks, as weights.load_nets(['weights/resnet.pth'], 'cpu') gives "
                         f"(several make an ensemble), not {type(nets).__name__}"
                         f"{' of ' + type(nets[0]).__name__ if isinstance(nets, (list, tuple)) and nets else ''}")

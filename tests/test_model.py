@@ -31,6 +31,21 @@ def test_tta_views_are_ten_and_an_ensemble_averages(trained_file):
     assert tta.shape == (20, 7) and not torch.allclose(tta, one)
 
 
+def test_an_ensembles_temperature_sharpens_its_average_and_never_changes_a_class(net):
+    """model.Ensemble: the average's own temperature, plain or with TTA (weights.load_nets reads them)."""
+    images = torch.from_numpy(synthetic_faces.synthetic_faces(20, seed=3)[0])
+    plain = model.predict_proba(model.Ensemble([net]), images, "cpu")
+    assert torch.equal(plain, model.predict_proba([net], images, "cpu"))  # T = 1: the average as it is
+    sharp = model.predict_proba(model.Ensemble([net], temperature=0.5), images, "cpu")
+    assert torch.allclose(sharp, torch.softmax(plain.log() / 0.5, 1), atol=1e-5)
+    assert torch.equal(sharp.argmax(1), plain.argmax(1)) and (sharp.max(1).values >= plain.max(1).values).all()
+    only_tta = model.Ensemble([net], tta_temperature=0.5)
+    assert torch.equal(model.predict_proba(only_tta, images, "cpu"), plain)
+    tta = model.predict_proba([net], images, "cpu", tta=True)
+    assert torch.allclose(model.predict_proba(only_tta, images, "cpu", tta=True), torch.softmax(tta.log() / 0.5, 1),
+                          atol=1e-5)
+
+
 def test_tta_warps_zoom_and_rotate_within_the_training_ranges_and_fill_with_black():
     """A white square on black: each view's bright area is the zoom squared (the rotations keep it), and what
     a zoom-out brings in from outside the picture is black, as the training augmentation fills it."""

@@ -262,12 +262,15 @@ def test_a_temperature_is_fitted_by_the_fixed_protocol_and_every_answer_applies_
     assert calibrate.fit_temperature(logits, labels) == pytest.approx(1.0, abs=0.05)
     assert calibrate.fit_temperature(logits * 2, labels) == pytest.approx(2.0, abs=0.1)  # overconfident by 2
     assert calibrate.ece(torch.softmax(logits * 2, 1), labels) > calibrate.ece(torch.softmax(logits, 1), labels)
+    assert calibrate.protocol(logits * 2, labels)["temperature"] == pytest.approx(2.0, abs=0.1)
+    assert calibrate.protocol(logits, labels)["temperature"] == 1.0  # fitting did not lower the odd half's ECE
     shutil.copy(mlp_file, tmp_path / "m.pth")
     code, out, err = run_main("tools/calibrate.py", "--weights", tmp_path / "m.pth", "--data", SYNTHETIC, "--figure",
                               tmp_path / "r.png")
-    assert code == 0 and "ECE on the odd half" in out, err
+    assert code == 0 and "ECE on the odd half" in out and os.path.getsize(tmp_path / "r.png") > 0, err
     record = json.loads((tmp_path / "m_calibration.json").read_text())
-    assert record["temperature"] > 0 and {"ece_before", "ece_after", "protocol"} <= set(record)
+    assert record["temperature"] > 0 and record["tta_temperature"] > 0 and "protocol" in record
+    assert {"ece_before", "ece_after", "half_temperature"} <= set(record["figures"]["tta"])
     net = weights.load(tmp_path / "m.pth")[0]
     assert net.temperature == record["temperature"]
     faces = torch.from_numpy(synthetic_faces.synthetic_faces(10, seed=5)[0])
@@ -280,6 +283,45 @@ def test_a_temperature_is_fitted_by_the_fixed_protocol_and_every_answer_applies_
     assert run_main("train.py", *FAST, "--epochs", "1", "--train-on-val", "--out", tmp_path / "tov")[0] == 0
     one_line(run_main("tools/calibrate.py", "--weights", tmp_path / "tov" / "model.pth", "--data", SYNTHETIC), 1,
              "trained on the val split too")
+
+
+def test_the_tta_answer_and_an_ensemble_get_a_temperature_of_their_own(tmp_path, mlp_file, trained_file):
+    """An average of views or networks is less sure than it is right: --ensemble fits the files' averaged answer's
+    temperatures, plain and TTA, each member's file keeps them under the ensemble's name, and weights.load_nets
+    applies them for exactly those files, in any order, wherever they are."""
+    import shutil
+
+    import calibrate
+    for source, name in ((trained_file, "r.pth"), (mlp_file, "m.pth")):
+        shutil.copy(source, tmp_path / name)
+    one_line(run_main("tools/calibrate.py", "--weights", tmp_path / "r.pth", "--ensemble", "--data", SYNTHETIC), 2,
+             "--ensemble: give two or more")
+    code, out, err = run_main("tools/calibrate.py", "--weights", tmp_path / "r.pth", tmp_path / "m.pth", "--ensemble",
+                              "--data", SYNTHETIC)
+    assert code == 0 and "m.pth + r.pth: plain T" in out, err
+    records = [json.loads((tmp_path / f"{n}_calibration.json").read_text()) for n in ("r", "m")]
+    assert records[0]["ensembles"] == records[1]["ensembles"] and list(records[0]["ensembles"]) == ["m.pth + r.pth"]
+    pair = records[0]["ensembles"]["m.pth + r.pth"]
+    faces = torch.from_numpy(synthetic_faces.synthetic_faces(10, seed=5)[0])
+    net = weights.load_nets([tmp_path / "r.pth"], "cpu")
+    assert (net.temperature, net.tta_temperature) == (1.0, records[0]["tta_temperature"])  # one file: its own T only
+    with torch.no_grad():
+        views = torch.stack([torch.softmax(net[0](v) / records[0]["temperature"], 1) for v in
+                             model.tta_views(data.normalize(faces[:, None]).float(), net[0].trained["interpolation"])])
+    expected = torch.softmax(views.mean(0).log() / records[0]["tta_temperature"], 1)
+    assert torch.allclose(model.predict_proba(net, faces, "cpu", tta=True), expected, atol=1e-5)
+    shutil.copytree(tmp_path, tmp_path / "elsewhere", ignore=shutil.ignore_patterns("elsewhere"))
+    for paths in ([tmp_path / "r.pth", tmp_path / "m.pth"], [tmp_path / "elsewhere" / "m.pth", tmp_path / "r.pth"]):
+        nets = weights.load_nets(paths, "cpu")
+        assert (nets.temperature, nets.tta_temperature) == (pair["temperature"], pair["tta_temperature"])
+        with torch.no_grad():
+            x = data.normalize(faces[:, None]).float()
+            average = sum(torch.softmax(n(x) / n.temperature, 1) for n in nets) / 2
+        assert torch.allclose(model.predict_proba(nets, faces, "cpu"),
+                              torch.softmax(average.log() / pair["temperature"], 1), atol=1e-5)
+    shutil.copy(tmp_path / "m.pth", tmp_path / "other.pth")
+    assert weights.load_nets([tmp_path / "r.pth", tmp_path / "other.pth"], "cpu").temperature == 1.0  # not fitted
+    assert pair["figures"]["tta"]["ece_before"] >= 0 and calibrate.PROTOCOL == records[1]["protocol"]
 
 
 def test_explore_never_writes_its_figures_inside_the_data_folder(tmp_path, faces):

@@ -30,6 +30,8 @@ def nets(tmp_path_factory):
         weights.save(folder / f"m{seed}.pth", net, "mlp")
         paths.append(folder / f"m{seed}.pth")
     (folder / "m2_calibration.json").write_text('{"temperature": 2.5}')  # the graph applies it too
+    (folder / "m1_calibration.json").write_text(json.dumps({  # and the pair's own, on their average
+        "temperature": 1.0, "ensembles": {"m1.pth + m2.pth": {"temperature": 0.5, "tta_temperature": 0.4}}}))
     return paths
 
 
@@ -43,6 +45,8 @@ def test_an_ensemble_exports_as_one_graph_with_pytorchs_probabilities(tmp_path, 
     session = ort.InferenceSession(str(tmp_path / "pair.onnx"))
     faces = torch.from_numpy(synthetic_faces.synthetic_faces(5, seed=9)[0])
     expected = model.predict_proba(weights.load_nets(nets, "cpu"), faces, "cpu").numpy()
+    averaged = model.predict_proba(list(weights.load_nets(nets, "cpu")), faces, "cpu").numpy()  # no pair's T
+    assert np.abs(expected - averaged).max() > 0.01
     for batch in (faces[:1], faces):  # any number of faces
         got = session.run(None, {"pixels": batch[:, None].float().numpy()})[0]
         assert np.allclose(got, expected[:len(batch)], atol=1e-5)
@@ -115,7 +119,7 @@ def test_a_bundle_holds_the_classifier_the_face_finder_and_what_they_need(tmp_pa
                                                        "onet.onnx", "pnet.onnx", "rnet.onnx"]
     bundle = json.load(open(tmp_path / "bundle" / "bundle.json"))
     assert bundle["classes"] == list(data.CLASSES) and bundle["weights"] == ["m1.pth", "m2.pth"]
-    assert bundle["classifier"]["temperatures"] == [1.0, 2.5]
+    assert bundle["classifier"]["temperatures"] == [1.0, 2.5] and bundle["classifier"]["average_temperature"] == 0.5
     assert bundle["crop"]["margin"] == faces.MARGIN and bundle["finder"]["min_size"] == faces.MIN_SIZE
     fe = pytest.importorskip("fer2013_emotions")
     crops = torch.from_numpy(synthetic_faces.synthetic_faces(6, seed=5)[0])
