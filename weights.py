@@ -146,7 +146,8 @@ def read_calibration(path):
         return {"temperature": 1.0, "tta_temperature": 1.0, "ensembles": {}}
     try:
         record = json.load(open(path))
-        return {"temperature": float(record["temperature"]), "tta_temperature": float(record.get("tta_temperature", 1)),
+        return {"temperature": float(record["temperature"]),
+                "tta_temperature": float(record.get("tta_temperature", 1)),
                 "ensembles": {key: (float(e["temperature"]), float(e["tta_temperature"]))
                               for key, e in record.get("ensembles", {}).items()}}
     except (ValueError, KeyError, TypeError, AttributeError):

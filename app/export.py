@@ -12,10 +12,10 @@ folder with one is complete.
 
 The graph takes what an app has at hand: grey 48x48 faces as float32 pixel values 0-255, shape [N, 1, 48, 48]
 (input "pixels"), and returns the seven class probabilities [N, 7] (output "probabilities", averaged over the
-networks of an ensemble, each calibrated, and the average too). The report's normalisation and the softmax are inside the graph; the class names, the
-input and the weights it came from are in the file's metadata. After writing it, the file is run in
-onnxruntime on faces (the --data split's, synthetic ones without data) and compared with PyTorch, and both
-are timed per face.
+networks of an ensemble, each calibrated, and the average too). The report's normalisation and the softmax are
+inside the graph; the class names, the input and the weights it came from are in the file's metadata. After
+writing it, the file is run in onnxruntime on faces (the --data split's, synthetic ones without data) and
+compared with PyTorch, and both are timed per face.
 
 The shipped weights are fp16 values: the file stores them as fp16 and casts them to fp32 as it loads, half the
 size for the same numbers (hence the exporter's unfolded graph: folding BatchNorm into the convolutions would

@@ -321,6 +321,11 @@ def test_the_tta_answer_and_an_ensemble_get_a_temperature_of_their_own(tmp_path,
                               torch.softmax(average.log() / pair["temperature"], 1), atol=1e-5)
     shutil.copy(tmp_path / "m.pth", tmp_path / "other.pth")
     assert weights.load_nets([tmp_path / "r.pth", tmp_path / "other.pth"], "cpu").temperature == 1.0  # not fitted
+    one_line(run_main("tools/calibrate.py", "--weights", tmp_path / "m.pth", tmp_path / "elsewhere" / "m.pth",
+                      "--ensemble", "--data", SYNTHETIC), 2, "two files of one name")
+    (tmp_path / "other_calibration.json").write_text('{"temperature": 1, "ensembles": ["m.pth + r.pth"]}')
+    one_line(run_main("evaluate.py", "--weights", tmp_path / "other.pth", "--data", SYNTHETIC), 1,
+             "other_calibration.json: not a calibration file")
     assert pair["figures"]["tta"]["ece_before"] >= 0 and calibrate.PROTOCOL == records[1]["protocol"]
 
 

@@ -168,8 +168,9 @@ def main(argv=None):
             record["ensembles"] = {name: entry}
         columns.append(("ensemble", {kind: averaged(logits, [r["temperature"] for r in records], views)
                                      for kind, views in (("plain", 1), ("tta", 10))}, entry["figures"]))
-        print(f"{name}: " + "; ".join(f"{kind} T = {f['temperature']:.3f}, ECE on the odd half {100 * f['ece_before']:.2f}%"
-                                      f" -> {100 * f['ece_after']:.2f}%" for kind, f in entry["figures"].items()))
+        print(f"{name}: " + "; ".join(f"{kind} T = {f['temperature']:.3f}, ECE on the odd half "
+                                      f"{100 * f['ece_before']:.2f}% -> {100 * f['ece_after']:.2f}%"
+                                      for kind, f in entry["figures"].items()))
     for path, record in zip(args.weights, records):
         cli.write_json(os.path.splitext(path)[0] + "_calibration.json", record)
     if args.figure:
