@@ -100,7 +100,7 @@ def parse_args(argv):
                                                       not in given | {"device"}}, "out": folder})
     device = cli.pick_device(args.device)
     args.device, args.amp = device.type, cli.fast_amp(device) if args.amp == "auto" else args.amp
-    held = [f for f in ("checkpoint.pth", "model.pth", "last.pth", "history.csv", "config.json")
+    held = [f for f in weights.RUN_FILES
             if args.out and not args.resume and os.path.isfile(os.path.join(args.out, f))]
     refusals = [f"--{k.replace('_', '-')} needs --{o} {v}" for k, (o, v) in NEEDS.items()
                 if k in given and getattr(args, o) != v] + [

@@ -26,6 +26,7 @@ NETWORKS = {**model.MODELS, **peers.MODELS}  # every network a file can name
 ROOT = os.path.dirname(os.path.abspath(__file__))  # weights/NAME.pth is found here from any working folder
 TRAINED = {"recipe": None, "interpolation": "bilinear", "train_on_val": False, "data": None, "data_id": None,
            "epoch": None, "val_loss": None, "val_acc": None}  # what a file that does not say reads as
+RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv", "config.json")  # train.py's, in its --out
 
 
 class WeightsError(cli.UserError):
@@ -109,9 +110,8 @@ def load(path, device="cpu", expect=None):
                            f"({', '.join(data.CLASSES)}); convert it with python tools/adopt_weights.py")
     net = NETWORKS[name]()
     load_state(net, blob["state_dict"], path)
-    net.trained, beside = trained_of(blob), os.path.splitext(locate(path))[0] + "_calibration.json"
-    net.calibration = read_calibration(beside)
-    net.temperature = net.calibration["temperature"]  # every answer divides the logits by it
+    net.trained = trained_of(blob)
+    net.temperature = read_calibration(calibration_path(path))["temperature"]  # every answer divides its logits by it
     if net.trained["interpolation"] not in ("bilinear", "nearest"):  # someone else's word: read as unknown
         net.trained["interpolation"] = TRAINED["interpolation"]
     return net.to(device).eval(), name
@@ -139,6 +139,11 @@ def load_state(net, state, path):
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
+def calibration_path(path):
+    """NAME_calibration.json beside NAME.pth: tools/calibrate.py writes it, load and load_nets read it."""
+    return os.path.splitext(locate(path))[0] + "_calibration.json"
+
+
 def read_calibration(path):
     """NAME_calibration.json (tools/calibrate.py): the logits' temperature, the TTA answer's and those of the
     ensembles NAME.pth was fitted in (by their files' names); no file: all 1."""
@@ -163,6 +168,7 @@ def load_nets(paths, device):
     """The files as one model.Ensemble in eval mode, channels_last (the fast layout for these convolutions), with
     the temperature of its average: one file's TTA answer's, or the one fitted for exactly these files (none: 1)."""
     nets = [load(p, device)[0].to(memory_format=torch.channels_last) for p in paths]
+    calibration = read_calibration(calibration_path(paths[0]))
     if len(nets) == 1:
-        return model.Ensemble(nets, 1.0, nets[0].calibration["tta_temperature"])
-    return model.Ensemble(nets, *nets[0].calibration["ensembles"].get(ensemble_name(paths), (1.0, 1.0)))
+        return model.Ensemble(nets, 1.0, calibration["tta_temperature"])
+    return model.Ensemble(nets, *calibration["ensembles"].get(ensemble_name(paths), (1.0, 1.0)))

@@ -1,6 +1,6 @@
 """model.py and peers.py: the report's network exactly (Appendix 1), every network's shape, and prediction with TTA."""
 
-from conftest import run_script
+from conftest import one_line, run_script
 import layer_table
 import pytest
 import synthetic_faces
@@ -124,6 +124,10 @@ def test_cli_prints_the_table_and_total():
     assert r.returncode == 0 and "Total params: 3,817,079" in r.stdout
     # Appendix 1's LeakyReLU rows: the stem's, two in each of the nine blocks, the head's
     assert r.stdout.count("(LeakyReLU)") == 1 + 2 * 9 + 1
+
+
+def test_cli_names_an_unknown_network_in_one_line():
+    one_line(run_script("tools/layer_table.py", "--model", "resnet50"), 2, "--model", "resnet50")
 
 
 def test_each_layer_is_one_row_of_the_table():

@@ -50,17 +50,21 @@ def fit_temperature(logits, labels):
     return float(grid[losses.argmin()])
 
 
-def ece(probs, labels, bins=BINS):
-    """Expected calibration error: the faces' share-weighted |accuracy - mean confidence| over confidence bins."""
+def confidence_bins(probs, labels, bins=BINS):
+    """Per non-empty equal-width bin of top confidence: (share of the faces, mean confidence, accuracy, count)."""
     confidence, predicted = probs.max(1)
     right = (predicted == labels).float()
     edges = torch.linspace(0, 1, bins + 1)
-    total = 0.0
     for lo, hi in zip(edges[:-1], edges[1:]):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
-            total += inside.float().mean() * (right[inside].mean() - confidence[inside].mean()).abs()
-    return float(total)
+            yield (float(inside.float().mean()), float(confidence[inside].mean()), float(right[inside].mean()),
+                   int(inside.sum()))
+
+
+def ece(probs, labels, bins=BINS):
+    """Expected calibration error: the faces' share-weighted |accuracy - mean confidence| over confidence bins."""
+    return sum(share * abs(accuracy - mean) for share, mean, accuracy, _ in confidence_bins(probs, labels, bins))
 
 
 def protocol(scores, labels):
@@ -87,16 +91,9 @@ def fit(logits, temperatures, labels):
 
 
 def reliability(ax, scores, labels, style, label):
-    confidence, predicted = F.softmax(scores, 1).max(1)
-    right = (predicted == labels).float()
-    edges = torch.linspace(0, 1, BINS + 1)
-    mids, accs = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        inside = (confidence > lo) & (confidence <= hi)
-        if inside.sum() >= 5:
-            mids.append(float(confidence[inside].mean()))
-            accs.append(float(right[inside].mean()))
-    ax.plot(mids, accs, style, ms=3, label=label)
+    points = [(mean, accuracy) for _, mean, accuracy, count in confidence_bins(F.softmax(scores, 1), labels)
+              if count >= 5]
+    ax.plot(*zip(*points), style, ms=3, label=label)
 
 
 def draw(path, columns, labels):
@@ -135,7 +132,7 @@ def main(argv=None):
         p.error("--ensemble: give two or more --weights files")
     if len({os.path.basename(w) for w in args.weights}) < len(args.weights):
         p.error("--weights: two files of one name (an ensemble is named by its files' names)")
-    outputs = [os.path.splitext(w)[0] + "_calibration.json" for w in args.weights] + [args.figure] * bool(args.figure)
+    outputs = [weights.calibration_path(w) for w in args.weights] + [args.figure] * bool(args.figure)
     for out in outputs:
         cli.check_writable(out, inputs=[*args.weights, args.data])
     nets = [weights.load(w)[0] for w in args.weights]
@@ -172,7 +169,7 @@ def main(argv=None):
                                       f"{100 * f['ece_before']:.2f}% -> {100 * f['ece_after']:.2f}%"
                                       for kind, f in entry["figures"].items()))
     for path, record in zip(args.weights, records):
-        cli.write_json(os.path.splitext(path)[0] + "_calibration.json", record)
+        cli.write_json(weights.calibration_path(path), record)
     if args.figure:
         draw(args.figure, columns, labels)
         print(f"wrote {args.figure}")

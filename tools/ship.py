@@ -24,8 +24,6 @@ import cli  # noqa: E402
 import data  # noqa: E402
 import weights  # noqa: E402
 
-RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv", "config.json")  # train.py's
-
 
 def main(argv=None):
     p = cli.parser("ship.py", __doc__)
@@ -39,7 +37,7 @@ def main(argv=None):
     if args.dest.endswith(("/", os.sep)) or os.path.isdir(args.dest) or not os.path.basename(args.dest):
         p.error(f"{args.dest}: a folder; name the files to write, e.g. {os.path.join(args.dest, 'NAME')}")
     folder = os.path.dirname(os.path.abspath(args.dest))
-    if cli.inside(args.dest, args.run) or any(os.path.exists(os.path.join(folder, f)) for f in RUN_FILES):
+    if cli.inside(args.dest, args.run) or any(os.path.exists(os.path.join(folder, f)) for f in weights.RUN_FILES):
         p.error(f"{args.dest}: inside a run folder; ship it elsewhere (weights/NAME), so no run file is replaced")
     if not os.path.exists(args.data):
         p.error(f"--data {args.data}: no such file or folder")

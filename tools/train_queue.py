@@ -36,7 +36,6 @@ sys.path.insert(0, ROOT)
 import cli  # noqa: E402
 import weights  # noqa: E402
 
-RUN_FILES = ("checkpoint.pth", "model.pth", "last.pth", "history.csv", "config.json")  # train.py's
 POLL_S = 1.0
 
 
@@ -126,7 +125,7 @@ def main(argv=None):
     names = [n if names.count(n) == 1 else f"{i + 1:02d}_{n}" for i, n in enumerate(names)]
     for name in names:  # every output checked before the first run: none lands on a run or file already there
         cli.check_writable(os.path.join(args.out, name), folder=True, inputs=[args.data])
-        if any(os.path.exists(os.path.join(args.out, name, f)) for f in RUN_FILES):
+        if any(os.path.exists(os.path.join(args.out, name, f)) for f in weights.RUN_FILES):
             raise cli.OutputError(f"{os.path.join(args.out, name)}: already holds a run; choose another --out")
         if args.pack:
             cli.check_writable(os.path.join(args.pack, name + ".tar"), inputs=[args.data])
