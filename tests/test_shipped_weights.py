@@ -13,7 +13,8 @@ import model
 import train
 import weights
 
-SHIPPED = {"resnet.pth": "resnet", "vgg.pth": "vgg", "vgg_nearest.pth": "vgg", "report_recipe.pth": "resnet"}
+SHIPPED = {"resnet.pth": "resnet", "vgg.pth": "vgg", "vgg_nearest.pth": "vgg", "vgg_nearest_s2.pth": "vgg",
+           "report_recipe.pth": "resnet"}
 # Trained on Training + PublicTest with a recipe fixed beforehand: they have no PublicTest figure to reproduce.
 TRAINED_ON_VAL = {"resnet_tov.pth": "resnet"}
 NETWORKS = {**SHIPPED, **TRAINED_ON_VAL}  # every file in weights/ named here -> the network it holds
@@ -74,7 +75,7 @@ def test_the_seed_systems_reproduce_the_readme_on_publictest(name, fer2013):
     assert int((probs.argmax(1) == labels).sum()) == round(published["accuracy"] * published["n"])
 
 
-@pytest.mark.parametrize("name", ["vgg_nearest.pth", "report_recipe.pth", "resnet_tov.pth"])
+@pytest.mark.parametrize("name", ["vgg_nearest.pth", "vgg_nearest_s2.pth", "report_recipe.pth", "resnet_tov.pth"])
 def test_weights_shipped_with_a_command_say_how_to_rebuild_them(name):
     """The files shipped by tools/ship.py carry the train.py command that made them, in the file and beside it,
     and that command builds the network the file holds."""
@@ -103,19 +104,22 @@ def assert_command_rebuilds(path, blob):
     network the file holds."""
     command = open(path.replace(".pth", "_command.txt")).read().strip()
     assert command.startswith("python train.py ") and weights.load(path)[0].trained["recipe"] == command
-    assert train.make_parser().parse_args(shlex.split(command)[2:]).model == blob["model"]
+    assert recipe_flags(*shlex.split(command)[2:])["model"] == blob["model"]
 
 
-# Each shipped network's recipe is a file in recipes/, the one place the README and docs point to.
+# Each shipped network's recipe is a file in recipes/, the one place the README and docs point to; another seed of
+# a recipe is that file and its --seed.
 RECIPES = {"report_recipe.pth": "report.txt", "resnet_stage1.pth": "resnet_stage1.txt", "resnet.pth": "resnet.txt",
            "resnet_tov.pth": "resnet_tov.txt", "vgg.pth": "vgg.txt", "vgg_nearest.pth": "vgg_nearest.txt",
+           "vgg_nearest_s2.pth": "vgg_nearest.txt --seed 2",
            **{f"seeds/{n}": f"seeds/{n.removesuffix('.pth')}.txt" for n in SEEDS}}
 
 
 def recipe_flags(*argv):
-    """train.py's flags for a command line (recipes read in), without the data's and output's places."""
-    words = [w for a in map(str, argv) for w in (shlex.split(open(a[1:]).read(), comments=True) if a.startswith("@")
-                                                 else [a])]
+    """train.py's flags for a command line (recipes read in, from the clone's root as the README runs them),
+    without the data's and output's places."""
+    words = [w for a in map(str, argv) for w in (shlex.split(open(os.path.join(ROOT, a[1:])).read(), comments=True)
+                                                 if a.startswith("@") else [a])]
     flags = vars(train.make_parser().parse_args(words))
     return {k: v for k, v in flags.items() if k not in ("data", "out")}
 
@@ -123,8 +127,9 @@ def recipe_flags(*argv):
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_shipped_file_has_its_recipe_and_the_recipe_is_the_command_that_made_it(name):
     path = os.path.join(ROOT, "weights", name)
-    recipe = os.path.join(ROOT, "recipes", RECIPES[name])
-    flags = recipe_flags("@" + recipe)
+    recipe, *seed = RECIPES[name].split()
+    recipe = os.path.join(ROOT, "recipes", recipe)
+    flags = recipe_flags("@" + recipe, *seed)
     assert flags["model"] == weights.read_file(path)["model"]
     assert f"weights/{name}" in open(recipe).read()  # the recipe names the file it made
     command = path.replace(".pth", "_command.txt")

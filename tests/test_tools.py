@@ -264,6 +264,15 @@ def test_a_temperature_is_fitted_by_the_fixed_protocol_and_every_answer_applies_
     assert calibrate.ece(torch.softmax(logits * 2, 1), labels) > calibrate.ece(torch.softmax(logits, 1), labels)
     assert calibrate.protocol(logits * 2, labels)["temperature"] == pytest.approx(2.0, abs=0.1)
     assert calibrate.protocol(logits, labels)["temperature"] == 1.0  # fitting did not lower the odd half's ECE
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    fig, ax = plt.subplots()
+    calibrate.reliability(ax, logits[:4], labels[:4], "o-", "tiny")  # no bin of five faces: nothing to draw
+    calibrate.reliability(ax, logits, labels, "s--", "many")
+    tiny, many = ax.get_lines()
+    assert (tiny.get_label(), len(tiny.get_xdata())) == ("tiny", 0) and len(many.get_xdata()) > 5
+    plt.close(fig)
     shutil.copy(mlp_file, tmp_path / "m.pth")
     code, out, err = run_main("tools/calibrate.py", "--weights", tmp_path / "m.pth", "--data", SYNTHETIC, "--figure",
                               tmp_path / "r.png")

@@ -591,3 +591,13 @@ def test_an_ipv6_host_is_served_and_named(tmp_path):
     finally:
         s.shutdown()
         s.server_close()
+
+
+def test_the_server_says_which_face_finder_answers_photos_or_how_to_install_one(tmp_path, monkeypatch, capsys):
+    weights.save(tmp_path / "m.pth", weights.NETWORKS["mlp"](), "mlp")
+    monkeypatch.setattr(serve.Server, "serve_forever", lambda self, *args: None)  # starts, says, stops
+    for finder, said in ((Finder, "faces found by Finder"), (lambda **size: None, f"no face finder: {faces.INSTALL}")):
+        monkeypatch.setattr(faces, "best_detector", finder)
+        serve.main(["--weights", str(tmp_path / "m.pth"), "--port", "0"])
+        out = capsys.readouterr().out
+        assert out.startswith(said + "\n") and "open http://127.0.0.1:" in out
